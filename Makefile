@@ -1,0 +1,57 @@
+# ChatService developer commands. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The embedded default database for `make run`: a SQLite file under var/ (git-ignored).
+RUN_DIR := var
+export CHATSERVICE_DATABASE_URL ?= sqlite+aiosqlite:///$(CURDIR)/$(RUN_DIR)/chatservice.db
+
+IMAGE_REPO ?= chatservice
+IMAGE_TAG ?= dev
+KIND_CLUSTER ?= chatservice
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+.PHONY: install
+install: $(STAMP) ## Create .venv and install the project with its test and dev tools
+
+.PHONY: run
+run: $(STAMP) ## Run the service on :8000 (gunicorn, echo backend, embedded SQLite)
+	mkdir -p $(RUN_DIR)
+	$(BIN)/chatservice migrate
+	$(BIN)/chatservice run
+
+.PHONY: migrate
+migrate: $(STAMP) ## Apply the database migrations to CHATSERVICE_DATABASE_URL
+	mkdir -p $(RUN_DIR)
+	$(BIN)/chatservice migrate
+
+.PHONY: test
+test: $(STAMP) ## Run the whole test suite (starts a throwaway PostgreSQL itself)
+	$(BIN)/pytest
+
+.PHONY: lint
+lint: $(STAMP) ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+.PHONY: typecheck
+typecheck: $(STAMP) ## mypy --strict on both packages
+	$(BIN)/mypy
+
+.PHONY: bench
+bench: $(STAMP) ## Benchmark added latency and throughput against a loopback stub upstream
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(PY) tests/bench/gateway_overhead.py
