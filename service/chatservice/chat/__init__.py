@@ -1,0 +1,1 @@
+"""Chat completions: the OpenAI wire contract, JSON and server-sent events."""

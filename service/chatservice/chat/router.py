@@ -1,0 +1,51 @@
+"""`POST /chat/completions`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from chatservice.chat.schemas import ChatCompletion, ChatCompletionRequest
+from chatservice.chat.service import ClientDisconnectedError, Completion, cancel_on_disconnect
+from chatservice.config import API_PREFIX
+from chatservice.deps import CurrentKey, RuntimeDep
+from chatservice.errors import error_body
+
+router = APIRouter(prefix=API_PREFIX, tags=["chat"])
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+@router.post(
+    "/chat/completions",
+    response_model=ChatCompletion,
+    responses={
+        200: {
+            "description": "A `chat.completion` object, or with `stream: true` server-sent "
+            "events of `chat.completion.chunk` objects ending with `data: [DONE]`.",
+            "content": {"text/event-stream": {}},
+        },
+        400: {"description": "Invalid request"},
+        401: {"description": "Missing or wrong API key"},
+        404: {"description": "Unknown model"},
+        502: {"description": "The upstream failed"},
+        504: {"description": "The upstream timed out"},
+    },
+    summary="Create a chat completion (OpenAI-compatible)",
+)
+async def create_chat_completion(
+    body: ChatCompletionRequest, request: Request, runtime: RuntimeDep, key: CurrentKey
+) -> Response:
+    route = runtime.models.get(body.model)
+    completion = Completion(route, runtime.models.backend(route), stream=body.stream)
+    payload = body.upstream_payload()
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        events = await completion.open_stream(payload, include_usage)
+        return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
+    try:
+        result = await cancel_on_disconnect(request, completion.run(payload))
+    except ClientDisconnectedError:
+        # Nobody is listening; the status only reaches the access log and metrics.
+        return JSONResponse(error_body("Client closed the request.", "invalid_request_error"), 499)
+    return JSONResponse(result)

@@ -1,0 +1,56 @@
+"""Request dependencies as `Annotated` aliases, so routes declare what they need by type."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chatservice.errors import AuthenticationError
+from chatservice.keys.service import Principal
+from chatservice.runtime import Runtime
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    """One session per request: committed when the route succeeds, rolled back when it fails.
+
+    Services only flush; this is the one place that commits.
+    """
+    async with runtime.sessionmaker() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        else:
+            await session.commit()
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def get_current_key(request: Request, runtime: RuntimeDep, session: SessionDep) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        raise AuthenticationError(
+            "You didn't provide an API key. Send it as `Authorization: Bearer <key>`.",
+            code="missing_api_key",
+        )
+    principal = await runtime.authenticator.authenticate(session, presented.strip())
+    if principal is None:
+        raise AuthenticationError("Incorrect API key provided.")
+    return principal
+
+
+CurrentKey = Annotated[Principal, Depends(get_current_key)]

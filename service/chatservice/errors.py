@@ -1,0 +1,101 @@
+"""One error hierarchy, rendered everywhere as OpenAI's envelope: {"error": {...}}."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ChatServiceError(Exception):
+    """An error a client can act on; its message is safe to show."""
+
+    status_code: ClassVar[int] = 500
+    error_type: ClassVar[str] = "server_error"
+    default_code: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code if code is not None else self.default_code
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.message, self.error_type, param=self.param, code=self.code)
+
+
+class InvalidRequestError(ChatServiceError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class AuthenticationError(ChatServiceError):
+    status_code = 401
+    error_type = "invalid_request_error"
+    default_code = "invalid_api_key"
+
+
+class PermissionDeniedError(ChatServiceError):
+    status_code = 403
+    error_type = "invalid_request_error"
+    default_code = "permission_denied"
+
+
+class NotFoundError(ChatServiceError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    default_code = "not_found"
+
+
+class RateLimitError(ChatServiceError):
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+
+class UpstreamError(ChatServiceError):
+    """The inference upstream failed or answered with something unusable."""
+
+    status_code = 502
+    error_type = "upstream_error"
+    default_code = "bad_gateway"
+
+
+class ServiceUnavailableError(ChatServiceError):
+    status_code = 503
+    error_type = "server_error"
+    default_code = "service_unavailable"
+
+
+class UpstreamTimeoutError(ChatServiceError):
+    status_code = 504
+    error_type = "timeout_error"
+    default_code = "upstream_timeout"
+
+
+class UpstreamClientError(ChatServiceError):
+    """The upstream rejected the request (4xx): its status and message are the client's to see."""
+
+    error_type = "invalid_request_error"
+
+    def __init__(self, status_code: int, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.status_code = status_code  # type: ignore[misc]
+
+
+INTERNAL_ERROR_MESSAGE = (
+    "The server had an error while processing your request. "
+    "Quote the x-request-id response header when reporting it."
+)
+
+
+def error_body(
+    message: str, error_type: str, *, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}

@@ -1,0 +1,64 @@
+"""Exception handlers that turn every expected error into OpenAI's envelope.
+
+Unexpected errors are not handled here: `RequestContextMiddleware` logs them with the request
+id and answers a 500 that says nothing internal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from chatservice.errors import ChatServiceError, error_body
+
+_HTTP_CODES = {404: "unknown_url", 405: "method_not_allowed", 413: "request_too_large"}
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ChatServiceError)
+    async def chat_service_error(request: Request, exc: ChatServiceError) -> JSONResponse:
+        return JSONResponse(exc.body(), exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        message, param = describe_validation_errors(exc.errors())
+        return JSONResponse(
+            error_body(message, "invalid_request_error", param=param, code="invalid_value"), 400
+        )
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 404 and exc.detail == "Not Found":
+            message = f"Unknown request URL: {request.method} {request.url.path}."
+        else:
+            message = str(exc.detail)
+        return JSONResponse(
+            error_body(message, "invalid_request_error", code=_HTTP_CODES.get(exc.status_code)),
+            exc.status_code,
+            headers=exc.headers,
+        )
+
+
+def describe_validation_errors(errors: Sequence[Any]) -> tuple[str, str | None]:
+    """The first problem as a sentence, and the parameter it is about (`messages[0].role`)."""
+    first = errors[0]
+    location = [part for part in first.get("loc", ()) if part != "body"]
+    if first.get("type") == "json_invalid":
+        return "We could not parse the JSON body of your request: it is not valid JSON.", None
+    if not location:
+        return (
+            "The request body must be a JSON object, sent with `Content-Type: application/json`.",
+            None,
+        )
+    param = ""
+    for part in location:
+        param += f"[{part}]" if isinstance(part, int) else (f".{part}" if param else str(part))
+    message = f"Invalid value for '{param}': {first.get('msg', 'invalid value')}."
+    if len(errors) > 1:
+        message += f" ({len(errors) - 1} more problem{'s' if len(errors) > 2 else ''} found.)"
+    return message, param

@@ -1,0 +1,53 @@
+"""gunicorn configuration, used as `gunicorn -c python:chatservice.gunicorn_conf APP`.
+
+Everything comes from the same `CHATSERVICE_*` settings as the app.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from chatservice.config import Settings
+from chatservice.observability.logs import logging_config
+
+_settings = Settings()
+
+bind = f"{_settings.host}:{_settings.port}"
+workers = _settings.workers
+worker_class = "uvicorn_worker.UvicornWorker"
+# Apps are built in each worker after the fork (engines, HTTP pools, tracer threads).
+preload_app = False
+timeout = _settings.timeout
+graceful_timeout = _settings.graceful_timeout
+keepalive = _settings.keepalive
+max_requests = _settings.max_requests
+max_requests_jitter = _settings.max_requests_jitter
+logconfig_dict = logging_config(_settings.log_level)
+accesslog = None
+# The control socket lives under $HOME, which a read-only container filesystem does not allow.
+control_socket_disable = True
+
+
+def on_starting(server: Any) -> None:
+    # Metric files of a previous run would be summed into this one's counters.
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        path = Path(directory)
+        if path.exists():
+            for child in path.iterdir():
+                if child.is_dir():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+        path.mkdir(parents=True, exist_ok=True)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    # Drop the dead worker's live gauges; its counters stay and keep adding up.
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

@@ -1,0 +1,1 @@
+"""Three-tier health: liveness, readiness and a comprehensive report."""

@@ -1,0 +1,102 @@
+"""Health endpoints, unauthenticated: the probes and monitors call them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from chatservice import __version__
+from chatservice.config import API_PREFIX
+from chatservice.deps import RuntimeDep
+from chatservice.health.schema import SchemaStatus
+from chatservice.health.schemas import (
+    ComponentHealth,
+    HealthReport,
+    Liveness,
+    Readiness,
+    SchemaHealth,
+)
+from chatservice.health.service import probe_backend, probe_database, schema_status
+
+router = APIRouter(prefix=f"{API_PREFIX}/health", tags=["health"])
+
+
+@router.get("/live", response_model=Liveness, summary="Liveness: the process answers")
+async def live() -> Liveness:
+    return Liveness()
+
+
+@router.get(
+    "/ready",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Not ready, with the reason"}},
+    summary="Readiness: database reachable and schema not behind the code",
+)
+async def ready(runtime: RuntimeDep) -> JSONResponse:
+    reason: str | None = None
+    if runtime.draining:
+        reason = "draining"
+    else:
+        probe = await probe_database(runtime)
+        if not probe.reachable:
+            reason = "database unreachable"
+        elif schema_status(runtime, probe) is SchemaStatus.BEHIND:
+            reason = "database schema is behind the code: migrations not applied"
+    if reason is not None:
+        return JSONResponse(Readiness(status="unavailable", reason=reason).model_dump(), 503)
+    return JSONResponse(Readiness(status="ok").model_dump())
+
+
+@router.get(
+    "/",
+    response_model=HealthReport,
+    responses={503: {"model": HealthReport, "description": "Some component is unhealthy"}},
+    summary="Every component with its status and latency",
+)
+async def report(runtime: RuntimeDep) -> JSONResponse:
+    routes = runtime.models.routes
+    probe, backend_health = await asyncio.gather(
+        probe_database(runtime), asyncio.gather(*(probe_backend(runtime, r) for r in routes))
+    )
+    database = ComponentHealth(
+        status="ok" if probe.reachable else "unavailable",
+        latency_ms=probe.latency_ms,
+        error=probe.error,
+    )
+    state = schema_status(runtime, probe)
+    schema = _schema_health(runtime, probe.reachable, state, probe.revisions)
+    backends = {route.name: health for route, health in zip(routes, backend_health, strict=True)}
+    healthy = (
+        database.status == "ok"
+        and schema.status == "ok"
+        and all(b.status == "ok" for b in backends.values())
+        and not runtime.draining
+    )
+    body = HealthReport(
+        status="ok" if healthy else "degraded",
+        version=__version__,
+        uptime_seconds=round(time.monotonic() - runtime.started_at, 3),
+        draining=runtime.draining,
+        database=database,
+        schema=schema,
+        backends=backends,
+    )
+    return JSONResponse(body.model_dump(by_alias=True), 200 if healthy else 503)
+
+
+def _schema_health(
+    runtime: RuntimeDep, reachable: bool, status: SchemaStatus, revisions: frozenset[str]
+) -> SchemaHealth:
+    head = ",".join(sorted(runtime.schema.heads))
+    revision = ",".join(sorted(revisions)) or None
+    if not reachable:
+        return SchemaHealth(status="unavailable", revision=None, head=head, state="unknown")
+    return SchemaHealth(
+        status="unavailable" if status is SchemaStatus.BEHIND else "ok",
+        revision=revision,
+        head=head,
+        state=status.value,
+    )

@@ -1,0 +1,66 @@
+"""The checks behind the health tiers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chatservice.config import ModelRoute
+from chatservice.health.schema import SchemaStatus
+from chatservice.health.schemas import ComponentHealth
+from chatservice.runtime import Runtime
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseProbe:
+    reachable: bool
+    latency_ms: float
+    revisions: frozenset[str]
+    error: str | None = None
+
+
+async def probe_database(runtime: Runtime) -> DatabaseProbe:
+    """Ping the database and read its schema revision, all within the readiness timeout."""
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(runtime.settings.ready_db_timeout):
+            async with runtime.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+                revisions = await _revisions(connection)
+    except (TimeoutError, OSError, DBAPIError) as exc:
+        return DatabaseProbe(False, _ms_since(started), frozenset(), type(exc).__name__)
+    return DatabaseProbe(True, _ms_since(started), revisions)
+
+
+async def _revisions(connection: AsyncConnection) -> frozenset[str]:
+    # A savepoint, so a missing version table (a never-migrated database) does not abort
+    # the probe's transaction on PostgreSQL.
+    try:
+        async with connection.begin_nested():
+            result = await connection.execute(text("SELECT version_num FROM alembic_version"))
+            return frozenset(str(row[0]) for row in result)
+    except DBAPIError:
+        return frozenset()
+
+
+def schema_status(runtime: Runtime, probe: DatabaseProbe) -> SchemaStatus:
+    return runtime.schema.status(probe.revisions)
+
+
+async def probe_backend(runtime: Runtime, route: ModelRoute) -> ComponentHealth:
+    started = time.perf_counter()
+    try:
+        await runtime.models.backend(route).check(route)
+    except Exception as exc:  # any failure makes this backend unhealthy; the reason is shown
+        error = str(exc) or type(exc).__name__
+        return ComponentHealth(status="unavailable", latency_ms=_ms_since(started), error=error)
+    return ComponentHealth(status="ok", latency_ms=_ms_since(started))
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)

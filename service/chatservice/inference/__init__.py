@@ -1,0 +1,1 @@
+"""Inference backends behind one interface, and the routing table that picks one per model."""

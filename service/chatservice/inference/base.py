@@ -1,0 +1,35 @@
+"""The interface every inference backend implements."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from chatservice.config import ModelRoute
+
+Payload = dict[str, Any]
+
+
+@dataclass(slots=True)
+class CallStats:
+    """What one request spent waiting on its upstream, so the gateway can report its own cost."""
+
+    upstream_seconds: float = 0.0
+    attempts: int = 0
+
+
+class ChatBackend(Protocol):
+    async def complete(self, route: ModelRoute, payload: Payload, stats: CallStats) -> Payload:
+        """Return a `chat.completion` object for a non-streaming request."""
+        ...
+
+    def stream(
+        self, route: ModelRoute, payload: Payload, stats: CallStats
+    ) -> AsyncIterator[Payload]:
+        """Yield `chat.completion.chunk` objects; the last one carries `usage`."""
+        ...
+
+    async def check(self, route: ModelRoute) -> None:
+        """Raise if the backend cannot serve this route right now."""
+        ...

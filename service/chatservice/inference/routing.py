@@ -1,0 +1,37 @@
+"""The model routing table: public model name → route settings and the backend that serves it."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from chatservice.config import ModelRoute, Settings
+from chatservice.errors import NotFoundError
+from chatservice.inference.base import ChatBackend
+from chatservice.inference.echo import EchoBackend
+from chatservice.inference.upstream import OpenAIBackend
+
+
+class ModelRouter:
+    def __init__(self, settings: Settings, http: aiohttp.ClientSession) -> None:
+        self._routes = settings.routes
+        self._backends: dict[str, ChatBackend] = {
+            "echo": EchoBackend(settings.echo_token_delay),
+            "openai": OpenAIBackend(http, settings),
+        }
+
+    @property
+    def routes(self) -> list[ModelRoute]:
+        return list(self._routes.values())
+
+    def get(self, model: str) -> ModelRoute:
+        route = self._routes.get(model)
+        if route is None:
+            raise NotFoundError(
+                f"The model `{model}` does not exist or you do not have access to it.",
+                param="model",
+                code="model_not_found",
+            )
+        return route
+
+    def backend(self, route: ModelRoute) -> ChatBackend:
+        return self._backends[route.backend]

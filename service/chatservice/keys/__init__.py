@@ -1,0 +1,1 @@
+"""API keys: issuing, hashing and authenticating bearer keys."""

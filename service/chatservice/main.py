@@ -1,0 +1,134 @@
+"""The application factory. gunicorn calls `chatservice.main:create_app()` in each worker."""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from types import FrameType
+
+import aiohttp
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import Response
+from opentelemetry.instrumentation.aiohttp_client import create_trace_config
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
+
+from chatservice import __version__, exception_handlers
+from chatservice.chat.router import router as chat_router
+from chatservice.config import Settings
+from chatservice.db import create_engine, create_sessionmaker
+from chatservice.health.router import router as health_router
+from chatservice.health.schema import SchemaHistory
+from chatservice.inference.routing import ModelRouter
+from chatservice.keys.service import KeyAuthenticator, KeyCache
+from chatservice.migrations import script_directory
+from chatservice.models.router import router as models_router
+from chatservice.observability import metrics, tracing
+from chatservice.observability.logs import logging_config
+from chatservice.observability.middleware import RequestContextMiddleware
+from chatservice.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings | None = None, *, tracer_provider: TracerProvider | None = None
+) -> FastAPI:
+    settings = settings or Settings()
+    logging.config.dictConfig(logging_config(settings.log_level))
+    if tracer_provider is None and tracing.tracing_requested():
+        tracer_provider = tracing.build_provider()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        if tracer_provider is not None:
+            SQLAlchemyInstrumentor().instrument(
+                engine=engine.sync_engine, tracer_provider=tracer_provider
+            )
+        http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=settings.upstream_pool_size, ttl_dns_cache=300),
+            trace_configs=[create_trace_config(tracer_provider=tracer_provider)]
+            if tracer_provider is not None
+            else None,
+        )
+        runtime = Runtime(
+            settings=settings,
+            engine=engine,
+            sessionmaker=create_sessionmaker(engine),
+            http=http,
+            models=ModelRouter(settings, http),
+            authenticator=KeyAuthenticator(
+                settings.admin_api_key.get_secret_value(),
+                KeyCache(settings.key_cache_ttl, settings.key_cache_size),
+            ),
+            schema=SchemaHistory.load(script_directory()),
+        )
+        app.state.runtime = runtime
+        restore_signal = _mark_draining_on_sigterm(runtime)
+        log.info("worker started", extra={"version": __version__, "models": len(settings.models)})
+        try:
+            yield
+        finally:
+            restore_signal()
+            await http.close()
+            await engine.dispose()
+            if tracer_provider is not None:
+                tracer_provider.force_flush()
+
+    app = FastAPI(
+        title="ChatService",
+        version=__version__,
+        summary="OpenAI-compatible chat completions in front of your model servers.",
+        lifespan=lifespan,
+        docs_url="/api/v1/docs",
+        openapi_url="/api/v1/openapi.json",
+        redoc_url=None,
+    )
+    for router in (chat_router, models_router, health_router):
+        app.include_router(router)
+    app.add_api_route("/metrics", _metrics, include_in_schema=False)
+    exception_handlers.install(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID"],
+        )
+    app.add_middleware(RequestContextMiddleware)
+    if tracer_provider is not None:
+        FastAPIInstrumentor.instrument_app(app, tracer_provider=tracer_provider)
+    return app
+
+
+async def _metrics() -> Response:
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type)
+
+
+def _mark_draining_on_sigterm(runtime: Runtime) -> Callable[[], None]:
+    """Chain a SIGTERM handler in front of the server's, so readiness says 503 while the
+    server finishes in-flight requests. Returns a function that restores the old handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        runtime.draining = True
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore

@@ -1,0 +1,1 @@
+"""The model list: the public names of the routing table."""

@@ -1,0 +1,30 @@
+"""`GET /models` and `GET /models/{id}`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from chatservice.config import API_PREFIX, ModelRoute
+from chatservice.deps import CurrentKey, RuntimeDep
+from chatservice.models.schemas import ModelCard, ModelList
+
+router = APIRouter(prefix=f"{API_PREFIX}/models", tags=["models"])
+
+
+def _card(route: ModelRoute, created: int) -> ModelCard:
+    return ModelCard(id=route.name, created=created, owned_by=route.owned_by)
+
+
+@router.get("", response_model=ModelList, summary="List the models this service routes")
+async def list_models(runtime: RuntimeDep, key: CurrentKey) -> ModelList:
+    return ModelList(data=[_card(route, runtime.created) for route in runtime.models.routes])
+
+
+@router.get(
+    "/{model_id:path}",
+    response_model=ModelCard,
+    responses={404: {"description": "Unknown model"}},
+    summary="Describe one model",
+)
+async def get_model(model_id: str, runtime: RuntimeDep, key: CurrentKey) -> ModelCard:
+    return _card(runtime.models.get(model_id), runtime.created)

@@ -1,0 +1,82 @@
+"""Prometheus metrics, correct across gunicorn workers through multiprocess mode.
+
+Labels are bounded: route templates, configured model names and status classes only.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+# Chat latencies span milliseconds (echo, errors) to minutes (long generations).
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+# Gateway overhead should stay far below a millisecond; these buckets resolve that.
+_OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+
+HTTP_REQUESTS = Counter(
+    "chatservice_http_requests_total",
+    "HTTP requests by method, route template and status class.",
+    ["method", "route", "status_class"],
+)
+HTTP_DURATION = Histogram(
+    "chatservice_http_request_duration_seconds",
+    "HTTP request duration until the response (or stream) ended.",
+    ["method", "route"],
+    buckets=_LATENCY_BUCKETS,
+)
+HTTP_IN_FLIGHT = Gauge(
+    "chatservice_http_requests_in_flight",
+    "HTTP requests being served now (by method: the route is known only after routing).",
+    ["method"],
+    multiprocess_mode="livesum",
+)
+CHAT_COMPLETIONS = Counter(
+    "chatservice_chat_completions_total",
+    "Chat completions by model, streaming or not, and outcome.",
+    ["model", "stream", "outcome"],
+)
+TOKENS = Counter(
+    "chatservice_tokens_total",
+    "Tokens by model and kind (prompt or completion), as reported by the backend.",
+    ["model", "kind"],
+)
+TIME_TO_FIRST_TOKEN = Histogram(
+    "chatservice_time_to_first_token_seconds",
+    "Time from the request to the first streamed content chunk.",
+    ["model"],
+    buckets=_LATENCY_BUCKETS,
+)
+UPSTREAM_ERRORS = Counter(
+    "chatservice_upstream_errors_total",
+    "Failed upstream calls by model and error type.",
+    ["model", "error"],
+)
+GATEWAY_OVERHEAD = Histogram(
+    "chatservice_gateway_overhead_seconds",
+    "Time a chat completion spent in this service, outside the upstream call.",
+    ["model"],
+    buckets=_OVERHEAD_BUCKETS,
+)
+
+
+def status_class(status: int) -> str:
+    return f"{status // 100}xx"
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text exposition; in multiprocess mode it adds up every worker's files."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,29 @@
+"""Per-process resources made in `lifespan`, after gunicorn forks, and shared by requests."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from chatservice.config import Settings
+from chatservice.health.schema import SchemaHistory
+from chatservice.inference.routing import ModelRouter
+from chatservice.keys.service import KeyAuthenticator
+
+
+@dataclass(slots=True)
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    http: aiohttp.ClientSession
+    models: ModelRouter
+    authenticator: KeyAuthenticator
+    schema: SchemaHistory
+    started_at: float = field(default_factory=time.monotonic)
+    created: int = field(default_factory=lambda: int(time.time()))
+    # Set on SIGTERM: readiness answers 503 while in-flight requests finish.
+    draining: bool = False
