@@ -1,0 +1,211 @@
+"""Service test fixtures: a real PostgreSQL with the schema built by the migrations, apps
+served through an async client, and each test's writes rolled back."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, create_async_engine
+
+from chatservice.config import DEVELOPMENT_ADMIN_KEY, ModelRoute, Settings
+from chatservice.deps import get_session
+from chatservice.main import create_app
+from chatservice.migrations import upgrade
+from tests.service.postgres import PostgresServer, find_bindir
+from tests.service.stub_upstream import StubUpstream
+
+ADMIN_KEY = DEVELOPMENT_ADMIN_KEY
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+def _postgres_unavailable(reason: str) -> None:
+    # In CI a missing PostgreSQL is a broken machine, not a reason to skip half the suite.
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"PostgreSQL is required in CI: {reason}", pytrace=False)
+    pytest.skip(f"no PostgreSQL: {reason}")
+
+
+@pytest.fixture(scope="session")
+def pg_bindir() -> Path:
+    bindir = find_bindir()
+    if bindir is None:
+        _postgres_unavailable("no initdb on PATH or under /usr/lib/postgresql/*/bin")
+    assert bindir is not None
+    return bindir
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(pg_bindir: Path) -> Iterator[str]:
+    """A server-level URL (database `postgres`): the given one, or a throwaway server's."""
+    given = os.environ.get("CHATSERVICE_TEST_DATABASE_URL")
+    if given:
+        yield given
+        return
+    server = PostgresServer(pg_bindir)
+    server.start()
+    try:
+        yield server.url()
+    finally:
+        server.destroy()
+
+
+@pytest.fixture(scope="session")
+def create_database(pg_admin_url: str) -> Iterator[Callable[[], str]]:
+    """Make fresh empty databases on the shared server; dropped at the end of the session."""
+    created: list[str] = []
+    base = pg_admin_url.rsplit("/", 1)[0]
+
+    def make() -> str:
+        name = "test_" + secrets.token_hex(6)
+        asyncio.run(_admin(pg_admin_url, f'CREATE DATABASE "{name}"'))
+        created.append(name)
+        return f"{base}/{name}"
+
+    yield make
+    for name in created:
+        asyncio.run(_admin(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _admin(url: str, statement: str) -> None:
+    connection = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def pg_url(create_database: Callable[[], str]) -> str:
+    """The shared test database, its schema built by running the real migrations."""
+    url = create_database()
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def stub() -> Iterator[StubUpstream]:
+    """An OpenAI-compatible upstream on loopback, shared by the tests (reset per test)."""
+    server = StubUpstream()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def upstream(stub: StubUpstream) -> StubUpstream:
+    stub.reset()
+    return stub
+
+
+def make_settings(database_url: str, stub: StubUpstream | None = None, **overrides: object) -> Settings:
+    models = [ModelRoute(name="echo", backend="echo")]
+    if stub is not None:
+        models.append(
+            ModelRoute(
+                name="upstream",
+                backend="openai",
+                base_url=stub.base_url,
+                upstream_model="stub-model-v1",
+                api_key="sk-upstream-secret",  # noqa: S106 - the stub's fake key
+            )
+        )
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "models": models,
+        "upstream_retry_backoff": 0.01,
+        "upstream_first_byte_timeout": 2.0,
+        "upstream_chunk_timeout": 1.0,
+        "upstream_total_timeout": 10.0,
+    }
+    values.update(overrides)
+    return Settings.model_validate(values)
+
+
+@pytest.fixture
+async def pg_connection(pg_url: str) -> AsyncIterator[AsyncConnection]:
+    """A connection inside a transaction that is rolled back after the test."""
+    engine = create_async_engine(pg_url)
+    async with engine.connect() as connection:
+        transaction = await connection.begin()
+        try:
+            yield connection
+        finally:
+            await transaction.rollback()
+    await engine.dispose()
+
+
+@pytest.fixture
+def open_client(
+    pg_url: str, pg_connection: AsyncConnection, upstream: StubUpstream
+) -> Callable[..., _Served]:
+    """Open the app on PostgreSQL with settings overrides; every request's session joins the
+    test's transaction, so nothing a test writes outlives it."""
+
+    async def session_in_test_transaction() -> AsyncIterator[AsyncSession]:
+        async with AsyncSession(
+            bind=pg_connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+        ) as session:
+            try:
+                yield session
+            except BaseException:
+                await session.rollback()
+                raise
+            else:
+                await session.commit()
+
+    def open_(**overrides: object) -> _Served:
+        app = create_app(make_settings(pg_url, upstream, **overrides))
+        app.dependency_overrides[get_session] = session_in_test_transaction
+        return serve(app)
+
+    return open_
+
+
+@pytest.fixture
+async def client(open_client: Callable[..., _Served]) -> AsyncIterator[httpx.AsyncClient]:
+    async with open_client() as http:
+        yield http
+
+
+def serve(app: object) -> _Served:
+    return _Served(app)
+
+
+class _Served:
+    """Run the app's lifespan and give an httpx client that talks to it in-process."""
+
+    def __init__(self, app: object) -> None:
+        from fastapi import FastAPI
+
+        assert isinstance(app, FastAPI)
+        self.app = app
+
+    async def __aenter__(self) -> httpx.AsyncClient:
+        self._lifespan = self.app.router.lifespan_context(self.app)
+        await self._lifespan.__aenter__()
+        self._client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.app), base_url="http://testserver"
+        )
+        return self._client
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._client.aclose()
+        await self._lifespan.__aexit__(None, None, None)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'chatservice.db'}"
+    upgrade(url)
+    return url
+

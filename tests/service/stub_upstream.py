@@ -1,0 +1,193 @@
+"""A small OpenAI-compatible upstream the tests own, on loopback, with scripted misbehaviour.
+
+Run alone for benchmarks: `python -m tests.service.stub_upstream --port 9100`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from aiohttp import web
+
+from tests.service.postgres import free_port
+
+REPLY = "Hello from the stub upstream"
+
+
+def _completion(model: str) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-stub",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": REPLY},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10},
+    }
+
+
+def _chunks(model: str, words: list[str], include_usage: bool) -> Iterator[bytes]:
+    base = {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": 1_700_000_000,
+            "model": model}  # fmt: skip
+
+    def event(payload: dict[str, Any]) -> bytes:
+        return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+    def choice(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+
+    yield event({**base, "choices": [choice({"role": "assistant", "content": ""})]})
+    for i, word in enumerate(words):
+        yield event({**base, "choices": [choice({"content": word if i == 0 else " " + word})]})
+    yield event({**base, "choices": [choice({}, "stop")]})
+    if include_usage:
+        usage = {"prompt_tokens": 5, "completion_tokens": len(words), "total_tokens": 5 + len(words)}
+        yield event({**base, "choices": [], "usage": usage})
+    yield b"data: [DONE]\n\n"
+
+
+class StubUpstream:
+    """Behaviours are queued in `plan`, one per chat request; an empty plan means "ok".
+
+    `ok`, `status:<code>`, `slow_headers` (no answer for 30 s), `slow_body` (headers, then
+    a 30 s wait), `stall_stream` (two chunks, then silence), `drop_stream` (two chunks, then
+    the connection closes), `slow_stream` (a chunk every 50 ms for 10 s).
+    """
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.plan: list[str] = []
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.disconnects = 0
+        self.disconnected = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def reset(self) -> None:
+        self.plan.clear()
+        self.requests.clear()
+        self.headers.clear()
+        self.disconnects = 0
+        self.disconnected.clear()
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        return app
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "stub-model-v1",
+                                  "object": "model", "created": 0, "owned_by": "stub"}]})  # fmt: skip
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append(body)
+        self.headers.append(dict(request.headers))
+        behaviour = self.plan.pop(0) if self.plan else "ok"
+        model = body.get("model", "stub")
+        if behaviour.startswith("status:"):
+            status = int(behaviour.split(":")[1])
+            error = {"message": f"stub says {status}", "type": "invalid_request_error",
+                     "param": "messages", "code": "stub_error"}  # fmt: skip
+            return web.json_response({"error": error}, status=status)
+        if behaviour == "slow_headers":
+            await self._wait_for_disconnect(request, 30)
+            return web.Response(status=204)
+        if not body.get("stream"):
+            if behaviour == "slow_body":
+                response = web.StreamResponse(headers={"Content-Type": "application/json"})
+                await response.prepare(request)
+                await self._wait_for_disconnect(request, 30)
+                return response
+            return web.json_response(_completion(model))
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        words = REPLY.split() if behaviour != "slow_stream" else [f"w{i}" for i in range(200)]
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        try:
+            for i, event in enumerate(_chunks(model, words, include_usage)):
+                if behaviour in ("stall_stream", "drop_stream") and i == 2:
+                    if behaviour == "drop_stream":
+                        assert request.transport is not None
+                        request.transport.close()
+                        return response
+                    await self._wait_for_disconnect(request, 30)
+                    return response
+                await response.write(event)
+                if behaviour == "slow_stream":
+                    await asyncio.sleep(0.05)
+        except (ConnectionResetError, ConnectionError):
+            self._record_disconnect()
+            return response
+        await response.write_eof()
+        return response
+
+    async def _wait_for_disconnect(self, request: web.Request, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if request.transport is None or request.transport.is_closing():
+                self._record_disconnect()
+                return
+            await asyncio.sleep(0.01)
+
+    def _record_disconnect(self) -> None:
+        self.disconnects += 1
+        self.disconnected.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._serve, name="stub-upstream", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("stub upstream did not start")
+
+    def _serve(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._loop.run_until_complete(self._start_site())
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _start_site(self) -> None:
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    def stop(self) -> None:
+        if self._loop is None or self._runner is None:
+            return
+        future = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
+        future.result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=9100)
+    args = parser.parse_args()
+    web.run_app(StubUpstream(args.port).app(), host="127.0.0.1", port=args.port,
+                access_log=None, print=None)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""The OpenAI wire contract of /api/v1, through the app on PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.service.conftest import AUTH
+
+CHAT = "/api/v1/chat/completions"
+
+
+def sse_events(body: str) -> list[Any]:
+    events = [line[len("data: ") :] for line in body.split("\n\n") if line.startswith("data: ")]
+    return [e if e == "[DONE]" else json.loads(e) for e in events]
+
+
+async def test_completion_is_an_openai_chat_completion(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        CHAT,
+        headers=AUTH,
+        json={"model": "echo", "messages": [{"role": "user", "content": "hello little world"}]},
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["object"] == "chat.completion"
+    assert body["id"].startswith("chatcmpl-")
+    assert body["model"] == "echo"
+    assert body["choices"] == [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "hello little world"},
+            "logprobs": None,
+            "finish_reason": "stop",
+        }
+    ]
+    assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
+    assert response.headers["x-request-id"]
+
+
+async def test_max_tokens_cuts_the_answer_with_finish_reason_length(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(
+        CHAT,
+        headers=AUTH,
+        json={
+            "model": "echo",
+            "messages": [{"role": "user", "content": "one two three four"}],
+            "max_completion_tokens": 2,
+        },
+    )
+    choice = response.json()["choices"][0]
+    assert choice["message"]["content"] == "one two"
+    assert choice["finish_reason"] == "length"
+
+
+async def test_stream_follows_the_chunk_contract(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        CHAT,
+        headers=AUTH,
+        json={
+            "model": "echo",
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "messages": [{"role": "user", "content": "stream me please"}],
+        },
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = sse_events(response.text)
+    assert events[-1] == "[DONE]"
+    chunks = events[:-1]
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
+    assert len({c["id"] for c in chunks}) == 1
+    assert len({c["created"] for c in chunks}) == 1
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    content_chunks = [c for c in chunks if c["choices"]]
+    assert [c["choices"][0]["finish_reason"] for c in content_chunks[:-1]] == [None] * (
+        len(content_chunks) - 1
+    )
+    assert content_chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in content_chunks)
+    assert text == "stream me please"
+    assert chunks[-1]["choices"] == []
+    assert chunks[-1]["usage"] == {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
+
+
+async def test_stream_without_include_usage_has_no_usage_chunk(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        CHAT,
+        headers=AUTH,
+        json={"model": "echo", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+    )
+    chunks = sse_events(response.text)[:-1]
+    assert all(c["choices"] for c in chunks)
+    assert all("usage" not in c for c in chunks)
+
+
+@pytest.mark.parametrize(
+    ("patch", "param"),
+    [
+        ({"temperature": 2.5}, "temperature"),
+        ({"top_p": -0.1}, "top_p"),
+        ({"presence_penalty": 3}, "presence_penalty"),
+        ({"frequency_penalty": -2.5}, "frequency_penalty"),
+        ({"n": 0}, "n"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
+        ({"model": ""}, "model"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+    ],
+)
+async def test_invalid_fields_get_400_with_the_param(
+    client: httpx.AsyncClient, patch: dict[str, Any], param: str
+) -> None:
+    body = {"model": "echo", "messages": [{"role": "user", "content": "hi"}], **patch}
+    response = await client.post(CHAT, headers=AUTH, json=body)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == param
+    assert param in error["message"]
+
+
+async def test_missing_field_and_bad_json_are_400_envelopes(client: httpx.AsyncClient) -> None:
+    missing = await client.post(CHAT, headers=AUTH, json={"model": "echo"})
+    assert missing.status_code == 400
+    assert missing.json()["error"]["param"] == "messages"
+
+    broken = await client.post(
+        CHAT, headers={**AUTH, "content-type": "application/json"}, content=b'{"model": '
+    )
+    assert broken.status_code == 400
+    assert "not valid JSON" in broken.json()["error"]["message"]
+
+
+async def test_unknown_model_is_404_model_not_found(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        CHAT, headers=AUTH, json={"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]}
+    )
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "model_not_found"
+    assert response.json()["error"]["param"] == "model"
+
+
+async def test_models_list_and_get(client: httpx.AsyncClient) -> None:
+    listed = await client.get("/api/v1/models", headers=AUTH)
+    assert listed.status_code == 200
+    assert listed.json()["object"] == "list"
+    assert [m["id"] for m in listed.json()["data"]] == ["echo", "upstream"]
+    assert all(m["object"] == "model" for m in listed.json()["data"])
+
+    one = await client.get("/api/v1/models/upstream", headers=AUTH)
+    assert one.json()["id"] == "upstream"
+    missing = await client.get("/api/v1/models/org/nope", headers=AUTH)
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "model_not_found"
+
+
+async def test_unknown_url_and_wrong_method_use_the_envelope(client: httpx.AsyncClient) -> None:
+    unknown = await client.get("/api/v1/nothing-here")
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "unknown_url"
+    wrong = await client.get(CHAT, headers=AUTH)
+    assert wrong.status_code == 405
+    assert wrong.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_openapi_schema_documents_ranges_and_examples(client: httpx.AsyncClient) -> None:
+    schema = (await client.get("/api/v1/openapi.json")).json()
+    request = schema["components"]["schemas"]["ChatCompletionRequest"]
+    temperature = next(
+        branch for branch in request["properties"]["temperature"]["anyOf"] if "maximum" in branch
+    )
+    assert (temperature["minimum"], temperature["maximum"]) == (0, 2)
+    assert request["examples"][0]["model"] == "echo"
