@@ -28,8 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         # Without the input values: they may hold secrets.
         for error in exc.errors(include_input=False, include_url=False):
-            field = ".".join(str(part) for part in error["loc"]) or "settings"
-            print(f"chatservice: invalid configuration: {field}: {error['msg']}", file=sys.stderr)
+            field = "".join(f"{part}: " for part in error["loc"][:1])
+            message = error["msg"].removeprefix("Value error, ")
+            print(f"chatservice: invalid configuration: {field}{message}", file=sys.stderr)
         return 2
 
     if args.command == "migrate":

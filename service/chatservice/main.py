@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import logging.config
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -30,7 +29,6 @@ from chatservice.keys.service import KeyAuthenticator, KeyCache
 from chatservice.migrations import script_directory
 from chatservice.models.router import router as models_router
 from chatservice.observability import metrics, tracing
-from chatservice.observability.logs import logging_config
 from chatservice.observability.middleware import RequestContextMiddleware
 from chatservice.runtime import Runtime
 
@@ -40,8 +38,9 @@ log = logging.getLogger(__name__)
 def create_app(
     settings: Settings | None = None, *, tracer_provider: TracerProvider | None = None
 ) -> FastAPI:
+    # Logging is the process's business: gunicorn applies `logging_config` (JSON lines)
+    # before forking, so the app leaves it alone.
     settings = settings or Settings()
-    logging.config.dictConfig(logging_config(settings.log_level))
     if tracer_provider is None and tracing.tracing_requested():
         tracer_provider = tracing.build_provider()
 

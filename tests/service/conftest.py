@@ -7,6 +7,7 @@ import asyncio
 import os
 import secrets
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -65,16 +66,22 @@ def create_database(pg_admin_url: str) -> Iterator[Callable[[], str]]:
 
     def make() -> str:
         name = "test_" + secrets.token_hex(6)
-        asyncio.run(_admin(pg_admin_url, f'CREATE DATABASE "{name}"'))
+        _admin(pg_admin_url, f'CREATE DATABASE "{name}"')
         created.append(name)
         return f"{base}/{name}"
 
     yield make
     for name in created:
-        asyncio.run(_admin(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _admin(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-async def _admin(url: str, statement: str) -> None:
+def _admin(url: str, statement: str) -> None:
+    # In a thread of its own: callers may be inside the test's running event loop.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _admin_statement(url, statement)).result()
+
+
+async def _admin_statement(url: str, statement: str) -> None:
     connection = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
     try:
         await connection.execute(statement)
@@ -107,7 +114,9 @@ def upstream(stub: StubUpstream) -> StubUpstream:
     return stub
 
 
-def make_settings(database_url: str, stub: StubUpstream | None = None, **overrides: object) -> Settings:
+def make_settings(
+    database_url: str, stub: StubUpstream | None = None, **overrides: object
+) -> Settings:
     models = [ModelRoute(name="echo", backend="echo")]
     if stub is not None:
         models.append(
@@ -208,4 +217,3 @@ def sqlite_url(tmp_path: Path) -> str:
     url = f"sqlite+aiosqlite:///{tmp_path / 'chatservice.db'}"
     upgrade(url)
     return url
-

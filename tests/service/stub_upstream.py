@@ -53,7 +53,11 @@ def _chunks(model: str, words: list[str], include_usage: bool) -> Iterator[bytes
         yield event({**base, "choices": [choice({"content": word if i == 0 else " " + word})]})
     yield event({**base, "choices": [choice({}, "stop")]})
     if include_usage:
-        usage = {"prompt_tokens": 5, "completion_tokens": len(words), "total_tokens": 5 + len(words)}
+        usage = {
+            "prompt_tokens": 5,
+            "completion_tokens": len(words),
+            "total_tokens": 5 + len(words),
+        }
         yield event({**base, "choices": [], "usage": usage})
     yield b"data: [DONE]\n\n"
 

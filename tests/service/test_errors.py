@@ -1,0 +1,87 @@
+"""Unexpected failures: a 500 that reveals nothing, and a log line that has everything."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chatservice.deps import get_session
+from chatservice.main import create_app
+from chatservice.observability.logs import JsonFormatter
+from tests.service.conftest import AUTH, make_settings, serve
+
+SECRET_DETAIL = "password=hunter2 at db.internal:5432"
+
+
+async def broken_session() -> AsyncIterator[AsyncSession]:
+    raise RuntimeError(SECRET_DETAIL)
+    yield  # pragma: no cover - makes this a generator dependency
+
+
+async def test_a_500_says_nothing_internal_and_logs_the_traceback_with_the_request_id(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(make_settings(pg_url))
+    app.dependency_overrides[get_session] = broken_session
+    caplog.set_level(logging.ERROR, logger="chatservice.errors")
+    async with serve(app) as http:
+        response = await http.get("/api/v1/models", headers=AUTH)
+
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert error["type"] == "server_error"
+    assert "hunter2" not in response.text
+    assert "RuntimeError" not in response.text
+    request_id = response.headers["x-request-id"]
+
+    record = next(r for r in caplog.records if r.name == "chatservice.errors")
+    line = json.loads(JsonFormatter().format(record))
+    assert line["request_id"] == request_id
+    assert SECRET_DETAIL in line["traceback"]
+
+
+async def test_client_request_id_is_echoed_when_safe(client: Any) -> None:
+    ok = await client.get("/api/v1/health/live", headers={"X-Request-ID": "trace-abc.123"})
+    assert ok.headers["x-request-id"] == "trace-abc.123"
+    unsafe = await client.get("/api/v1/health/live", headers={"X-Request-ID": "a b\tc"})
+    assert unsafe.headers["x-request-id"] != "a b\tc"
+
+
+async def test_access_log_is_one_json_line_without_keys_or_content(
+    client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="chatservice.access")
+    await client.post(
+        "/api/v1/chat/completions",
+        headers=AUTH,
+        json={"model": "echo", "messages": [{"role": "user", "content": "private words"}]},
+    )
+    records = [r for r in caplog.records if r.name == "chatservice.access"]
+    assert len(records) == 1
+    line = JsonFormatter().format(records[0])
+    entry = json.loads(line)
+    assert entry["route"] == "/api/v1/chat/completions"
+    assert entry["method"] == "POST"
+    assert entry["status"] == 200
+    assert entry["duration_ms"] > 0
+    assert entry["request_id"]
+    assert "private words" not in line
+    assert AUTH["Authorization"].split()[1] not in line
+
+
+async def test_cors_allows_only_listed_origins(open_client: Callable[..., Any]) -> None:
+    async with open_client(cors_origins=["https://app.example"]) as http:
+        preflight = {"Access-Control-Request-Method": "POST"}
+        allowed = await http.options(
+            "/api/v1/chat/completions", headers={"Origin": "https://app.example", **preflight}
+        )
+        denied = await http.options(
+            "/api/v1/chat/completions", headers={"Origin": "https://evil.example", **preflight}
+        )
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+    assert "access-control-allow-origin" not in denied.headers

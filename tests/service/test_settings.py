@@ -1,0 +1,68 @@
+"""Settings: environment parsing and refusing placeholder secrets outside development."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+from chatservice.config import DEVELOPMENT_ADMIN_KEY, Settings
+
+REAL_KEY = "sk-" + "x" * 40
+PG = "postgresql+asyncpg://chat@db/chat"
+
+
+def test_production_refuses_the_development_key() -> None:
+    with pytest.raises(ValidationError, match="placeholder"):
+        Settings(environment="production", database_url=PG)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="placeholder"):
+        Settings(environment="production", database_url=PG, admin_api_key="sk-short")  # type: ignore[arg-type]
+    Settings(environment="production", database_url=PG, admin_api_key=REAL_KEY)  # type: ignore[arg-type]
+
+
+def test_production_refuses_sqlite_and_wildcard_cors() -> None:
+    with pytest.raises(ValidationError, match="PostgreSQL"):
+        Settings(environment="production", admin_api_key=REAL_KEY)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="CORS"):
+        Settings(
+            environment="production", database_url=PG, admin_api_key=REAL_KEY, cors_origins=["*"]
+        )  # type: ignore[arg-type]
+
+
+def test_models_and_origins_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "CHATSERVICE_MODELS",
+        '[{"name": "llama", "backend": "openai", "base_url": "http://vllm:8000/v1",'
+        ' "upstream_model": "meta/llama", "api_key_env": "LLAMA_KEY"}]',
+    )
+    monkeypatch.setenv("LLAMA_KEY", "sk-from-secret")
+    monkeypatch.setenv("CHATSERVICE_CORS_ORIGINS", "https://a.example, https://b.example")
+    settings = Settings()
+    assert settings.routes["llama"].upstream_api_key() == "sk-from-secret"
+    assert settings.cors_origins == ("https://a.example", "https://b.example")
+
+
+def test_openai_backend_needs_a_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHATSERVICE_MODELS", '[{"name": "x", "backend": "openai"}]')
+    with pytest.raises(ValidationError, match="base_url"):
+        Settings()
+
+
+def test_cli_refuses_to_start_without_printing_the_secret() -> None:
+    env = {
+        **os.environ,
+        "CHATSERVICE_ENVIRONMENT": "production",
+        "CHATSERVICE_DATABASE_URL": PG,
+        "CHATSERVICE_ADMIN_API_KEY": "sk-tooshort-but-secret",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "chatservice.cli", "run"], env=env, capture_output=True, text=True,
+        check=False, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "CHATSERVICE_ADMIN_API_KEY is the development placeholder" in result.stderr
+    assert "sk-tooshort-but-secret" not in result.stderr + result.stdout
+    assert DEVELOPMENT_ADMIN_KEY not in result.stderr
