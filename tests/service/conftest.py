@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import shutil
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import asyncpg
@@ -125,7 +124,7 @@ def make_settings(
                 backend="openai",
                 base_url=stub.base_url,
                 upstream_model="stub-model-v1",
-                api_key="sk-upstream-secret",  # noqa: S106 - the stub's fake key
+                api_key="sk-upstream-secret",
             )
         )
     values: dict[str, object] = {

@@ -100,8 +100,8 @@ class StubUpstream:
         return app
 
     async def _models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": "stub-model-v1",
-                                  "object": "model", "created": 0, "owned_by": "stub"}]})  # fmt: skip
+        model = {"id": "stub-model-v1", "object": "model", "created": 0, "owned_by": "stub"}
+        return web.json_response({"object": "list", "data": [model]})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 
@@ -11,7 +12,8 @@ from tests.service.test_migrate import migrate_env
 
 
 async def test_sqlite_serves_chat_health_and_stored_keys(sqlite_url: str) -> None:
-    created = subprocess.run(
+    created = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "chatservice.cli", "create-key", "--name", "laptop"],
         env=migrate_env(sqlite_url), capture_output=True, text=True, check=True,
     )  # fmt: skip

@@ -145,7 +145,7 @@ async def live_service(pg_url: str, upstream: StubUpstream) -> AsyncIterator[str
         uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
     )
     task = asyncio.create_task(server.serve())
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
         await asyncio.sleep(0.02)
     try:
         yield f"http://127.0.0.1:{port}"
@@ -180,6 +180,6 @@ async def test_client_disconnect_while_waiting_cancels_the_upstream_request(
     ).encode() + body
     with socket.create_connection((host, int(port))) as sock:
         sock.sendall(request)
-        while not upstream.requests:
+        while not upstream.requests:  # noqa: ASYNC110 - the stub runs in its own thread
             await asyncio.sleep(0.02)
     assert await asyncio.to_thread(upstream.disconnected.wait, 3)

@@ -1,0 +1,221 @@
+"""The real process model: gunicorn with two uvicorn workers, the `openai` SDK as client."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.service.postgres import free_port
+
+WORDS = 40
+
+
+@dataclass
+class Gunicorn:
+    url: str
+    process: subprocess.Popen[bytes]
+    metrics_dir: Path
+    log: Path
+    key: str
+
+    @property
+    def api(self) -> str:
+        return self.url + "/api/v1"
+
+    def sdk(self) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.api, api_key=self.key, max_retries=0)
+
+
+@pytest.fixture
+def start_gunicorn(pg_url: str, tmp_path: Path) -> Iterator[Callable[..., Gunicorn]]:
+    started: list[Gunicorn] = []
+
+    def start(**env: str) -> Gunicorn:
+        port = free_port()
+        key = "sk-test-" + secrets.token_hex(20)
+        metrics_dir = tmp_path / f"metrics-{port}"
+        log = tmp_path / f"gunicorn-{port}.log"
+        environment = {
+            **os.environ,
+            "CHATSERVICE_HOST": "127.0.0.1",
+            "CHATSERVICE_PORT": str(port),
+            "CHATSERVICE_WORKERS": "2",
+            "CHATSERVICE_DATABASE_URL": pg_url,
+            "CHATSERVICE_ADMIN_API_KEY": key,
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+            **env,
+        }
+        with open(log, "wb") as output:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "chatservice.cli", "run"],
+                env=environment,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        server = Gunicorn(f"http://127.0.0.1:{port}", process, metrics_dir, log, key)
+        started.append(server)
+        _wait_ready(server)
+        return server
+
+    yield start
+    for server in started:
+        if server.process.poll() is None:
+            server.process.send_signal(signal.SIGTERM)
+            server.process.wait(timeout=30)
+
+
+def _wait_ready(server: Gunicorn) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError("gunicorn exited:\n" + server.log.read_text())
+        try:
+            if httpx.get(server.api + "/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("gunicorn did not become ready:\n" + server.log.read_text())
+
+
+def test_openai_sdk_json_stream_models_and_errors(start_gunicorn: Callable[..., Gunicorn]) -> None:
+    client = start_gunicorn().sdk()
+
+    completion = client.chat.completions.create(
+        model="echo", messages=[{"role": "user", "content": "hello from the sdk"}]
+    )
+    assert completion.choices[0].message.content == "hello from the sdk"
+    assert completion.usage is not None
+    assert completion.usage.total_tokens == 8
+
+    stream = client.chat.completions.create(
+        model="echo",
+        messages=[{"role": "user", "content": "streamed words"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == (
+        "streamed words"
+    )
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 2
+
+    assert [m.id for m in client.models.list()] == ["echo"]
+    assert client.models.retrieve("echo").id == "echo"
+
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.chat.completions.create(
+            model="echo", messages=[{"role": "user", "content": "x"}], temperature=3
+        )
+    assert bad.value.param == "temperature"
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=client.base_url, api_key="sk-wrong", max_retries=0).models.list()
+
+
+def _samples(server: Gunicorn) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    text = httpx.get(server.url + "/metrics", timeout=5).text
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_are_exact_across_workers_and_worker_restarts(
+    start_gunicorn: Callable[..., Gunicorn],
+) -> None:
+    # Each worker restarts after 7 requests, so 40 requests span several worker lifetimes.
+    server = start_gunicorn(CHATSERVICE_MAX_REQUESTS="7", CHATSERVICE_MAX_REQUESTS_JITTER="0")
+    requests = 40
+    for _ in range(requests):
+        # A new connection per request, so gunicorn's workers share them out.
+        response = httpx.post(
+            server.api + "/chat/completions",
+            headers={"Authorization": f"Bearer {server.key}", "Connection": "close"},
+            json={"model": "echo", "messages": [{"role": "user", "content": "count me please"}]},
+            timeout=10,
+        )
+        assert response.status_code == 200
+
+    samples = _samples(server)
+    route = {("method", "POST"), ("route", "/api/v1/chat/completions")}
+    assert samples[("chatservice_http_requests_total",
+                    frozenset({*route, ("status_class", "2xx")}))] == requests  # fmt: skip
+    assert samples[("chatservice_chat_completions_total",
+                    frozenset({("model", "echo"), ("stream", "false"),
+                               ("outcome", "success")}))] == requests  # fmt: skip
+    tokens = frozenset({("model", "echo"), ("kind", "completion")})
+    assert samples[("chatservice_tokens_total", tokens)] == 3 * requests
+    in_flight = samples[("chatservice_http_requests_in_flight", frozenset({("method", "POST")}))]
+    assert in_flight == 0
+
+    pids = {p.stem.rsplit("_", 1)[-1] for p in server.metrics_dir.glob("counter_*.db")}
+    assert len(pids) > 2, "the requests should have been served by several worker processes"
+
+
+def test_sigterm_lets_a_running_stream_finish(start_gunicorn: Callable[..., Gunicorn]) -> None:
+    server = start_gunicorn(CHATSERVICE_ECHO_TOKEN_DELAY="0.05")
+    words = " ".join(f"w{i}" for i in range(WORDS))
+    received: list[str] = []
+    first_chunk = threading.Event()
+
+    def read_stream() -> None:
+        with httpx.stream(
+            "POST",
+            server.api + "/chat/completions",
+            headers={"Authorization": f"Bearer {server.key}"},
+            json={"model": "echo", "stream": True,
+                  "messages": [{"role": "user", "content": words}]},
+            timeout=30,
+        ) as response:  # fmt: skip
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    received.append(line[len("data: ") :])
+                    first_chunk.set()
+
+    reader = threading.Thread(target=read_stream)
+    reader.start()
+    assert first_chunk.wait(15)
+    server.process.send_signal(signal.SIGTERM)
+    reader.join(30)
+
+    assert received[-1] == "[DONE]"
+    text = "".join(
+        json.loads(event)["choices"][0]["delta"].get("content", "") for event in received[:-1]
+    )
+    assert text == words
+    assert server.process.wait(timeout=30) == 0
+
+
+def test_logs_are_json_lines_without_secrets(start_gunicorn: Callable[..., Gunicorn]) -> None:
+    server = start_gunicorn()
+    server.sdk().chat.completions.create(
+        model="echo", messages=[{"role": "user", "content": "confidential prompt"}]
+    )
+    server.process.send_signal(signal.SIGTERM)
+    server.process.wait(timeout=30)
+    log = server.log.read_text()
+    assert server.key not in log
+    assert "confidential prompt" not in log
+    entries = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    access = [e for e in entries if e["logger"] == "chatservice.access"]
+    assert [(e["route"], e["status"]) for e in access if e["method"] == "POST"] == [
+        ("/api/v1/chat/completions", 200)
+    ]
