@@ -54,4 +54,4 @@ typecheck: $(STAMP) ## mypy --strict on both packages
 .PHONY: bench
 bench: $(STAMP) ## Benchmark added latency and throughput against a loopback stub upstream
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
-	$(PY) tests/bench/gateway_overhead.py
+	$(PY) -m tests.bench.gateway_overhead

@@ -13,7 +13,9 @@ from chatservice.keys.service import Principal
 from chatservice.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async, like every dependency here: FastAPI runs plain `def` ones in a thread pool,
+    # a hand-off that costs more than the whole lookup.
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -39,7 +41,7 @@ async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
-async def get_current_key(request: Request, runtime: RuntimeDep, session: SessionDep) -> Principal:
+async def get_current_key(request: Request, runtime: RuntimeDep) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, presented = header.partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
@@ -47,7 +49,7 @@ async def get_current_key(request: Request, runtime: RuntimeDep, session: Sessio
             "You didn't provide an API key. Send it as `Authorization: Bearer <key>`.",
             code="missing_api_key",
         )
-    principal = await runtime.authenticator.authenticate(session, presented.strip())
+    principal = await runtime.authenticator.authenticate(presented.strip(), runtime.sessionmaker)
     if principal is None:
         raise AuthenticationError("Incorrect API key provided.")
     return principal

@@ -13,12 +13,13 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, create_async_engine
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker, create_async_engine
 
 from chatservice.config import DEVELOPMENT_ADMIN_KEY, ModelRoute, Settings
-from chatservice.deps import get_session
 from chatservice.main import create_app
 from chatservice.migrations import upgrade
+from chatservice.runtime import Runtime
 from tests.service.postgres import PostgresServer, find_bindir
 from tests.service.stub_upstream import StubUpstream
 
@@ -156,25 +157,16 @@ async def pg_connection(pg_url: str) -> AsyncIterator[AsyncConnection]:
 def open_client(
     pg_url: str, pg_connection: AsyncConnection, upstream: StubUpstream
 ) -> Callable[..., _Served]:
-    """Open the app on PostgreSQL with settings overrides; every request's session joins the
-    test's transaction, so nothing a test writes outlives it."""
+    """Open the app on PostgreSQL with settings overrides. Its sessions join the test's
+    transaction (savepoints), so nothing a test writes outlives the test."""
 
-    async def session_in_test_transaction() -> AsyncIterator[AsyncSession]:
-        async with AsyncSession(
+    def in_test_transaction(runtime: Runtime) -> None:
+        runtime.sessionmaker = async_sessionmaker(
             bind=pg_connection, join_transaction_mode="create_savepoint", expire_on_commit=False
-        ) as session:
-            try:
-                yield session
-            except BaseException:
-                await session.rollback()
-                raise
-            else:
-                await session.commit()
+        )
 
     def open_(**overrides: object) -> _Served:
-        app = create_app(make_settings(pg_url, upstream, **overrides))
-        app.dependency_overrides[get_session] = session_in_test_transaction
-        return serve(app)
+        return serve(create_app(make_settings(pg_url, upstream, **overrides)), in_test_transaction)
 
     return open_
 
@@ -185,22 +177,22 @@ async def client(open_client: Callable[..., _Served]) -> AsyncIterator[httpx.Asy
         yield http
 
 
-def serve(app: object) -> _Served:
-    return _Served(app)
+def serve(app: FastAPI, on_start: Callable[[Runtime], None] | None = None) -> _Served:
+    return _Served(app, on_start)
 
 
 class _Served:
     """Run the app's lifespan and give an httpx client that talks to it in-process."""
 
-    def __init__(self, app: object) -> None:
-        from fastapi import FastAPI
-
-        assert isinstance(app, FastAPI)
+    def __init__(self, app: FastAPI, on_start: Callable[[Runtime], None] | None) -> None:
         self.app = app
+        self.on_start = on_start
 
     async def __aenter__(self) -> httpx.AsyncClient:
         self._lifespan = self.app.router.lifespan_context(self.app)
         await self._lifespan.__aenter__()
+        if self.on_start is not None:
+            self.on_start(self.app.state.runtime)
         self._client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=self.app), base_url="http://testserver"
         )

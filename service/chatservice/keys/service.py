@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chatservice.keys.tables import ApiKey
 
@@ -94,17 +94,26 @@ class KeyCache:
 
 
 class KeyAuthenticator:
+    """Checks presented keys: the bootstrap admin key, then the cache, then the database.
+
+    It reads through a session of its own, opened only on a cache miss, so that requests
+    whose key is cached never touch the database or even create a session.
+    """
+
     def __init__(self, admin_key: str, cache: KeyCache) -> None:
         self._admin_hash = hash_key(admin_key)
         self._cache = cache
 
-    async def authenticate(self, session: AsyncSession, presented: str) -> Principal | None:
+    async def authenticate(
+        self, presented: str, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> Principal | None:
         presented_hash = hash_key(presented)
         if hmac.compare_digest(presented_hash, self._admin_hash):
             return BOOTSTRAP_ADMIN
         hit, principal = self._cache.get(presented_hash)
         if not hit:
-            principal = await _load(session, presented_hash)
+            async with sessionmaker() as session:
+                principal = await _load(session, presented_hash)
             self._cache.put(presented_hash, principal)
         if principal is not None and principal.expires_at is not None:
             if principal.expires_at <= datetime.now(UTC):
