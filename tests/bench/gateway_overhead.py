@@ -95,7 +95,7 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk (make bench does this)")
 
-    stub_port, service_port = free_port(), free_port()
+    stub_port, service_port, bare_port = free_port(), free_port(), free_port()
     stub = f"http://127.0.0.1:{stub_port}/v1"
     workdir = Path(tempfile.mkdtemp(prefix="chatservice-bench-"))
     env = {
@@ -117,10 +117,15 @@ def main() -> None:
     auth = {"Authorization": f"Bearer {KEY}"}
     stub_cmd = [sys.executable, "-m", "tests.service.stub_upstream", "--port", str(stub_port)]
     service_cmd = [sys.executable, "-m", "chatservice.cli", "run"]
+    bare_cmd = [sys.executable, "-m", "gunicorn", "-w", "1", "-k", "uvicorn_worker.UvicornWorker",
+                "-b", f"127.0.0.1:{bare_port}", "--no-control-socket",
+                "tests.bench.bare_passthrough:app"]  # fmt: skip
+    bare = f"http://127.0.0.1:{bare_port}/v1"
     results: dict[str, float] = {}
     with (
         process(stub_cmd, env, f"{stub}/models"),
         process(service_cmd, env, f"{service}/health/live"),
+        process(bare_cmd, {**env, "BARE_UPSTREAM": stub}, f"{bare}/models"),
     ):
         for mode, body in (("json", BODY), ("stream", {**BODY, "stream": True})):
             direct = latencies(f"{stub}/chat/completions", {}, body, args.requests)
@@ -134,7 +139,9 @@ def main() -> None:
                 )
         results["direct_rps"] = wrk(f"{stub}/chat/completions", {}, BODY, args.seconds)
         results["service_rps"] = wrk(f"{service}/chat/completions", auth, BODY, args.seconds)
+        results["bare_passthrough_rps"] = wrk(f"{bare}/chat/completions", {}, BODY, args.seconds)
     results["throughput_ratio"] = results["service_rps"] / results["direct_rps"]
+    results["bare_ratio"] = results["bare_passthrough_rps"] / results["direct_rps"]
     shutil.rmtree(workdir, ignore_errors=True)
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}, "
@@ -151,7 +158,8 @@ def main() -> None:
     print(
         f"throughput at 32 connections: direct {results['direct_rps']:.0f} req/s, "
         f"through service {results['service_rps']:.0f} req/s "
-        f"({results['throughput_ratio']:.0%} of direct)"
+        f"({results['throughput_ratio']:.0%} of direct); a bare FastAPI + aiohttp passthrough "
+        f"{results['bare_passthrough_rps']:.0f} req/s ({results['bare_ratio']:.0%} of direct)"
     )
     print(json.dumps({k: round(v, 4) for k, v in results.items()}))
 

@@ -36,22 +36,30 @@ class ClientDisconnectedError(Exception):
 
 
 async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
-    """Await `work`, cancelling it (and so the upstream call) if the client disconnects."""
-    task = asyncio.ensure_future(work)
+    """Await `work`, cancelling it (and so the upstream call) if the client disconnects.
 
-    async def wait_for_disconnect() -> None:
+    `work` runs in the calling task; one watcher task cancels that task on disconnect.
+    """
+    worker = asyncio.current_task()
+    assert worker is not None  # noqa: S101 - always called from a request's task
+    disconnected = False
+
+    async def watch() -> None:
+        nonlocal disconnected
         while (await request.receive())["type"] != "http.disconnect":
             pass
+        disconnected = True
+        worker.cancel()
 
-    watcher = asyncio.ensure_future(wait_for_disconnect())
+    watcher = asyncio.create_task(watch())
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        return await work
+    except asyncio.CancelledError:
+        if disconnected:
+            raise ClientDisconnectedError from None
+        raise
     finally:
         watcher.cancel()
-    if not task.done():
-        task.cancel()
-        raise ClientDisconnectedError
-    return task.result()
 
 
 class Completion:
