@@ -1,0 +1,20 @@
+"""The README's configuration table keeps up with the settings class."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from chatservice.config import Settings
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_every_setting_is_in_the_readme_configuration_table() -> None:
+    table_rows = {
+        line.split("|")[1].strip().strip("`")
+        for line in README.read_text().splitlines()
+        if line.startswith("| `CHATSERVICE_")
+    }
+    expected = {f"CHATSERVICE_{name.upper()}" for name in Settings.model_fields}
+    assert expected - table_rows == set(), "settings missing from the README"
+    assert table_rows - expected == set(), "README documents settings that do not exist"
