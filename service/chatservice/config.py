@@ -57,7 +57,10 @@ DEFAULT_MODELS = (ModelRoute(name="echo", backend="echo"),)
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CHATSERVICE_", extra="ignore", frozen=True)
+    # hide_input_in_errors: a refused configuration must not print the secrets it was given.
+    model_config = SettingsConfigDict(
+        env_prefix="CHATSERVICE_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     environment: Environment = Environment.DEVELOPMENT
     log_level: str = "INFO"

@@ -66,3 +66,9 @@ def test_cli_refuses_to_start_without_printing_the_secret() -> None:
     assert "CHATSERVICE_ADMIN_API_KEY is the development placeholder" in result.stderr
     assert "sk-tooshort-but-secret" not in result.stderr + result.stdout
     assert DEVELOPMENT_ADMIN_KEY not in result.stderr
+
+
+def test_a_refused_configuration_does_not_echo_its_secrets() -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(environment="production", database_url=PG, admin_api_key="sk-secret-but-short")  # type: ignore[arg-type]
+    assert "sk-secret-but-short" not in str(refused.value)
