@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from types import FrameType
 
 import aiohttp
 from fastapi import FastAPI
@@ -22,6 +19,7 @@ from chatservice import __version__, exception_handlers
 from chatservice.chat.router import router as chat_router
 from chatservice.config import Settings
 from chatservice.db import create_engine, create_sessionmaker
+from chatservice.draining import mark_draining_on_sigterm
 from chatservice.health.router import router as health_router
 from chatservice.health.schema import SchemaHistory
 from chatservice.inference.routing import ModelRouter
@@ -70,7 +68,7 @@ def create_app(
             schema=SchemaHistory.load(script_directory()),
         )
         app.state.runtime = runtime
-        restore_signal = _mark_draining_on_sigterm(runtime)
+        restore_signal = mark_draining_on_sigterm(runtime)
         log.info("worker started", extra={"version": __version__, "models": len(settings.models)})
         try:
             yield
@@ -111,23 +109,3 @@ def create_app(
 async def _metrics() -> Response:
     body, content_type = metrics.exposition()
     return Response(body, media_type=content_type)
-
-
-def _mark_draining_on_sigterm(runtime: Runtime) -> Callable[[], None]:
-    """Chain a SIGTERM handler in front of the server's, so readiness says 503 while the
-    server finishes in-flight requests. Returns a function that restores the old handler."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        runtime.draining = True
-        if callable(previous):
-            previous(signum, frame)
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-
-    def restore() -> None:
-        signal.signal(signal.SIGTERM, previous)
-
-    return restore
