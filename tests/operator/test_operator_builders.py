@@ -39,6 +39,7 @@ CONTAINER_SECURITY = {
     "capabilities": {"drop": ["ALL"]},
     "seccompProfile": {"type": "RuntimeDefault"},
 }
+TMP = "/tmp"  # noqa: S108  (a mount path in a pod, not a file this test writes)
 RESOURCES = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}
 DB_ENV = {
     "name": "CHATSERVICE_DATABASE_URL",
@@ -138,7 +139,7 @@ def test_migration_job() -> None:
                             ],
                             "resources": RESOURCES,
                             "securityContext": CONTAINER_SECURITY,
-                            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                            "volumeMounts": [{"name": "tmp", "mountPath": TMP}],
                         }
                     ],
                     "volumes": [{"name": "tmp", "emptyDir": {}}],
@@ -210,7 +211,7 @@ def test_deployment_runs_the_given_image_under_the_restricted_profile() -> None:
                             "resources": RESOURCES,
                             "securityContext": CONTAINER_SECURITY,
                             "volumeMounts": [
-                                {"name": "tmp", "mountPath": "/tmp"},
+                                {"name": "tmp", "mountPath": TMP},
                                 {"name": "metrics", "mountPath": "/var/run/chatservice/metrics"},
                             ],
                             "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
