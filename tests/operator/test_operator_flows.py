@@ -159,7 +159,9 @@ async def test_rollout_past_its_deadline_is_rolled_back(cluster: Cluster) -> Non
     await eventually(lambda: condition(cluster, "Degraded") == ("True", "RolledBack"))
     assert status(cluster)["phase"] == "Failed"
     assert status(cluster)["currentImage"] == OLD
-    assert cluster.events("RolledBack")[0]["type"] == "Warning"
+    # Kopf posts events in the background, after the status patch.
+    rolled_back = await eventually(lambda: cluster.events("RolledBack"), message="the event")
+    assert rolled_back[0]["type"] == "Warning"
 
     # The old version rolls out again and stays: no flapping back to NEW.
     await cluster.roll_out("chat")
