@@ -10,27 +10,12 @@ from operator_harness import (
     CHATSERVICES,
     DEPLOYMENTS,
     JOBS,
-    NS,
     SERVICE_MONITORS,
     Cluster,
     Operator,
     eventually,
 )
-from operator_specs import chatservice, spec
-
-from chatservice_operator.builders import job_name
-
-OLD = "reg.example/chat:1.0"
-NEW = "reg.example/chat:1.1"
-
-
-def body(**changes: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "chatservice.dev/v1alpha1",
-        "kind": "ChatService",
-        "metadata": {"name": "chat", "namespace": NS},
-        "spec": spec(**changes),
-    }
+from operator_specs import NEW, OLD, body, job_for
 
 
 def status(cluster: Cluster) -> dict[str, Any]:
@@ -51,10 +36,6 @@ def image_of(cluster: Cluster) -> str | None:
         return None
     image: str = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
     return image
-
-
-def job_for(image: str, generation: int = 1) -> str:
-    return job_name(chatservice(generation, image=image))
 
 
 async def install(cluster: Cluster, **changes: Any) -> None:
