@@ -47,7 +47,8 @@ async def _correct_drift(ctx: Context, keys: kopf.Index[tuple[str, str], None]) 
         for namespace, name in list(keys):
             try:
                 await reconcile(ctx, namespace, name, settings_children=True)
-            except (ApiError, aiohttp.ClientError):
+            except Exception:
+                # One object's failure must not end drift correction for all the others.
                 logger.exception("Drift correction of %s/%s failed", namespace, name)
 
 
