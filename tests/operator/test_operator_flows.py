@@ -235,3 +235,38 @@ async def test_drift_in_a_child_is_corrected(cluster: Cluster) -> None:
     # Someone deletes the Service: the slow timer recreates it.
     await cluster.delete("v1/services", "chat")
     await eventually(lambda: cluster.get("v1/services", "chat"), message="the Service recreated")
+
+
+@pytest.mark.usefixtures("operator")
+async def test_a_spec_edit_retries_a_failed_migration(cluster: Cluster) -> None:
+    await install(cluster)
+    await cluster.patch(CHATSERVICES, "chat", {"spec": {"image": NEW}})
+    await eventually(lambda: cluster.get(JOBS, job_for(NEW)), message="the new migration Job")
+    await cluster.fail_job(job_for(NEW))
+    await eventually(lambda: status(cluster).get("phase") == "Failed", message="phase Failed")
+
+    # The operator fixed something outside (say, the database); any spec edit retries.
+    await cluster.patch(CHATSERVICES, "chat", {"spec": {"workers": 3}})
+    await eventually(lambda: len(cluster.requests("DELETE", f"/jobs/{job_for(NEW)}")) == 1)
+    retried = await eventually(lambda: cluster.get(JOBS, job_for(NEW)), message="a fresh Job")
+    assert "status" not in retried
+    await cluster.complete_job(job_for(NEW))
+    await eventually(lambda: image_of(cluster) == NEW, message="the Deployment at NEW")
+    await eventually(
+        lambda: condition(cluster, "MigrationSucceeded") == ("True", "MigrationSucceeded")
+    )
+
+
+@pytest.mark.usefixtures("operator")
+async def test_autoscaling_owns_replicas_and_goes_when_switched_off(cluster: Cluster) -> None:
+    hpas = "autoscaling/v2/horizontalpodautoscalers"
+    await install(cluster, autoscaling={"enabled": True, "minReplicas": 2, "maxReplicas": 4})
+    assert cluster.names(hpas) == ["chat"]
+    assert "replicas" not in cluster.get(DEPLOYMENTS, "chat")["spec"]  # type: ignore[index]
+
+    await cluster.patch(CHATSERVICES, "chat", {"spec": {"autoscaling": {"enabled": False}}})
+    await eventually(lambda: cluster.names(hpas) == [], message="the HPA deleted")
+    await eventually(
+        lambda: cluster.get(DEPLOYMENTS, "chat")["spec"].get("replicas") == 2,  # type: ignore[index]
+        message="replicas back in the Deployment",
+    )
