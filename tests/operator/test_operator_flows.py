@@ -67,6 +67,8 @@ async def test_create_migrates_then_deploys_then_becomes_ready(cluster: Cluster)
     assert cluster.names("autoscaling/v2/horizontalpodautoscalers") == []
     owner = cluster.get(DEPLOYMENTS, "chat")["metadata"]["ownerReferences"][0]  # type: ignore[index]
     assert (owner["kind"], owner["name"], owner["controller"]) == ("ChatService", "chat", True)
+    # Nothing outside the cluster to clean up, so nothing may block deleting the ChatService.
+    assert "finalizers" not in cluster.get(CHATSERVICES, "chat")["metadata"]  # type: ignore[index]
 
 
 @pytest.mark.parametrize("service_monitors", [False])
