@@ -103,7 +103,17 @@ async def spec_changed(name: str, namespace: str | None, memo: kopf.Memo, **_: A
 
 @kopf.on.event("batch", "v1", "jobs", labels=OWNED)
 @kopf.on.event("apps", "v1", "deployments", labels=OWNED)
-async def child_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def child_changed(
+    event: kopf.RawEvent, body: kopf.Body, uid: str, memo: kopf.Memo, **_: Any
+) -> None:
+    ctx: Context = memo.context
+    version = body.metadata.get("resourceVersion")
+    if event["type"] == "DELETED":
+        ctx.seen.pop(uid, None)
+    elif ctx.seen.get(uid) == version:
+        return  # a watch reconnect re-lists every child: a state already acted on needs no pass
+    else:
+        ctx.seen[uid] = version
     owner, namespace = owner_of(body), body.metadata.namespace
     if owner is not None and namespace is not None:
-        await reconcile(memo.context, namespace, owner, settings_children=False)
+        await reconcile(ctx, namespace, owner, settings_children=False)

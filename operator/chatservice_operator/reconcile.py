@@ -43,6 +43,8 @@ class Context:
     api: KubeClient
     service_monitors: bool
     locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    # resourceVersion of each child (by uid) as last reconciled on a watch event.
+    seen: dict[str, str | None] = field(default_factory=dict)
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
         return self.locks.setdefault((namespace, name), asyncio.Lock())
