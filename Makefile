@@ -16,7 +16,7 @@ KIND_CLUSTER ?= chatservice
 
 .PHONY: help
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -55,3 +55,8 @@ typecheck: $(STAMP) ## mypy --strict on both packages
 bench: $(STAMP) ## Benchmark added latency and throughput against a loopback stub upstream
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) -m tests.bench.gateway_overhead
+
+.PHONY: run-operator
+run-operator: $(STAMP) ## Run the operator against the current kubeconfig (NAMESPACE=..., default: the context's; ALL=1 for every namespace)
+	kubectl apply -f k8s/base/crd.yaml
+	$(BIN)/chatservice-operator --verbose $(if $(ALL),--all-namespaces,--namespace $(or $(NAMESPACE),$(shell kubectl config view --minify -o jsonpath='{..namespace}'),default))

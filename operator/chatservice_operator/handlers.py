@@ -1,0 +1,119 @@
+"""Kopf registrations and the operator's lifecycle (settings, login, the drift pass).
+
+Every handler only works out which ChatService its trigger concerns and calls reconcile().
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+import aiohttp
+import kopf
+
+from chatservice_operator.api import ApiError, KubeClient
+from chatservice_operator.builders import MANAGER
+from chatservice_operator.models import GROUP, PLURAL, VERSION
+from chatservice_operator.reconcile import Context, owner_of, reconcile
+
+PREFIX = "chatservice.dev"
+# Child events and create/update drive the state machine; the drift pass only catches what no
+# watched event reports (a hand-edited Service or ConfigMap), so it can be slow.
+DRIFT_INTERVAL = float(os.environ.get("CHATSERVICE_OPERATOR_DRIFT_SECONDS", "300"))
+RETRY_DELAY = 10
+logger = logging.getLogger(__name__)
+OWNED = {"app.kubernetes.io/managed-by": MANAGER}
+
+
+def connection_info(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo:
+    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
+        settings=settings
+    )
+    if info is None:
+        raise kopf.LoginError("No service account token and no kubeconfig found.")
+    return info
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def chatservice_keys(namespace: str | None, name: str, **_: Any) -> dict[tuple[str, str], None]:
+    return {(namespace or "", name): None}
+
+
+async def _correct_drift(ctx: Context, keys: kopf.Index[tuple[str, str], None]) -> None:
+    """Reconcile every ChatService now and then. Not a per-object @kopf.timer: Kopf puts a
+    finalizer on objects with timers, and a finalizer would keep a ChatService from being
+    deleted while the operator is down, with nothing outside the cluster to clean up."""
+    while True:
+        await asyncio.sleep(DRIFT_INTERVAL)
+        for namespace, name in list(keys):
+            try:
+                await reconcile(ctx, namespace, name, settings_children=True)
+            except Exception:
+                # One object's failure must not end drift correction for all the others.
+                logger.exception("Drift correction of %s/%s failed", namespace, name)
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=PREFIX)
+    settings.peering.standalone = True  # one replica with strategy Recreate: no peering needed
+    # Our own Normal/Warning events are posted explicitly; Kopf's per-handler chatter is not.
+    settings.posting.level = logging.WARNING
+    # Reconnect watches now and then so that a silently dead connection cannot stall us.
+    settings.watching.server_timeout = 600
+    settings.watching.client_timeout = 630
+    settings.watching.connect_timeout = 10
+    api = KubeClient(lambda: connection_info(settings))
+    memo.context = Context(
+        api=api, service_monitors=await api.has_api_group("monitoring.coreos.com")
+    )
+    # Kopf passes its indices to every handler by name; this one stays live after startup.
+    memo.drift = asyncio.create_task(_correct_drift(memo.context, kwargs["chatservice_keys"]))
+
+
+@kopf.on.login()
+def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
+    return connection_info(settings)
+
+
+@kopf.on.cleanup()
+async def close(memo: kopf.Memo, **_: Any) -> None:
+    memo.drift.cancel()
+    await memo.context.api.close()
+
+
+async def _reconcile_or_retry(memo: kopf.Memo, namespace: str | None, name: str) -> None:
+    if namespace is None:  # impossible for a namespaced kind, but Kopf's signature allows it
+        return
+    try:
+        await reconcile(memo.context, namespace, name, settings_children=True)
+    except (ApiError, aiohttp.ClientError) as exc:
+        raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY) from exc
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+async def spec_changed(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+    await _reconcile_or_retry(memo, namespace, name)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=OWNED)
+@kopf.on.event("apps", "v1", "deployments", labels=OWNED)
+async def child_changed(
+    event: kopf.RawEvent, body: kopf.Body, uid: str, memo: kopf.Memo, **_: Any
+) -> None:
+    ctx: Context = memo.context
+    version = body.metadata.get("resourceVersion")
+    if event["type"] == "DELETED":
+        ctx.seen.pop(uid, None)
+    elif ctx.seen.get(uid) == version:
+        return  # a watch reconnect re-lists every child: a state already acted on needs no pass
+    else:
+        ctx.seen[uid] = version
+    owner, namespace = owner_of(body), body.metadata.namespace
+    if owner is not None and namespace is not None:
+        await reconcile(ctx, namespace, owner, settings_children=False)
