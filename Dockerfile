@@ -36,11 +36,6 @@ RUN pip install --no-cache-dir --no-deps --python "${VIRTUAL_ENV}/bin/python" .
 # ---------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 
-ARG VERSION=0.1.0
-ARG REVISION=unknown
-ARG CREATED=unknown
-ARG SOURCE_URL=""
-
 # A fixed UID/GID (above 10000, outside any host range) so runAsUser in the chart and the
 # operator's pods matches the files' owner without a lookup in /etc/passwd. The base image's
 # own pip is removed: nothing installs at run time.
@@ -53,14 +48,19 @@ RUN groupadd --system --gid 10001 chatservice \
 COPY --from=build /opt/venv /opt/venv
 
 # PYTHONDONTWRITEBYTECODE: the root filesystem is read-only; bytecode was compiled at build.
-# PROMETHEUS_MULTIPROC_DIR and /tmp are emptyDir volumes in Kubernetes; the default here keeps
-# `docker run` working with a writable /tmp.
+# PROMETHEUS_MULTIPROC_DIR is deliberately not set here: it must name a per-pod emptyDir, which
+# the operator mounts and sets; a default pointing at a missing directory would break
+# single-process commands such as `chatservice migrate`.
 ENV PATH=/opt/venv/bin:${PATH} \
     VIRTUAL_ENV=/opt/venv \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus
+    PYTHONUNBUFFERED=1
 
+# Declared here, after the slow layers: a changed build argument invalidates only what follows.
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+ARG SOURCE_URL=""
 LABEL org.opencontainers.image.source="${SOURCE_URL}" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.vendor="ChatService" \
