@@ -1,0 +1,51 @@
+"""`chatservice-operator`: run the Kopf operator with liveness, metrics and JSON logs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import kopf
+import prometheus_client
+
+
+def _namespaces(args: argparse.Namespace) -> list[str]:
+    if args.namespace:
+        return list(args.namespace)
+    watch = os.environ.get("WATCH_NAMESPACE", "")
+    if watch:
+        return [ns.strip() for ns in watch.split(",") if ns.strip()]
+    pod = os.environ.get("POD_NAMESPACE", "")
+    return [pod] if pod else []
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="chatservice-operator", description=__doc__)
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        help="namespace to watch (repeatable); default: $WATCH_NAMESPACE, else $POD_NAMESPACE",
+    )
+    scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace")
+    parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz")
+    parser.add_argument("--metrics-port", type=int, default=9090)
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+
+    namespaces = [] if args.all_namespaces else _namespaces(args)
+    if not args.all_namespaces and not namespaces:
+        parser.error("no namespace: pass --namespace, set WATCH_NAMESPACE or POD_NAMESPACE, or -A")
+
+    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.JSON)
+    prometheus_client.start_http_server(args.metrics_port)
+    # Importing registers the handlers in Kopf's default registry.
+    import chatservice_operator.handlers  # noqa: F401
+
+    kopf.run(
+        clusterwide=args.all_namespaces,
+        namespaces=namespaces,
+        liveness_endpoint=args.liveness,
+        standalone=True,
+    )

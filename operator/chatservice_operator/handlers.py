@@ -1,0 +1,88 @@
+"""Kopf registrations only: each handler parses its trigger and hands over to reconcile()."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import aiohttp
+import kopf
+
+from chatservice_operator.api import ApiError, KubeClient
+from chatservice_operator.builders import MANAGER
+from chatservice_operator.models import GROUP, PLURAL, VERSION
+from chatservice_operator.reconcile import Context, owner_of, reconcile
+
+PREFIX = "chatservice.dev"
+# Child events and create/update drive the state machine; the timer only catches drift that
+# no watched event reports (a hand-edited Service or ConfigMap), so it can be slow.
+DRIFT_INTERVAL = float(os.environ.get("CHATSERVICE_OPERATOR_DRIFT_SECONDS", "300"))
+RETRY_DELAY = 10
+OWNED = {"app.kubernetes.io/managed-by": MANAGER}
+
+
+def connection_info(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo:
+    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
+        settings=settings
+    )
+    if info is None:
+        raise kopf.LoginError("No service account token and no kubeconfig found.")
+    return info
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.persistence.finalizer = f"{PREFIX}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=PREFIX)
+    settings.peering.standalone = True  # one replica with strategy Recreate: no peering needed
+    # Our own Normal/Warning events are posted explicitly; Kopf's per-handler chatter is not.
+    settings.posting.level = logging.WARNING
+    # Reconnect watches now and then so that a silently dead connection cannot stall us.
+    settings.watching.server_timeout = 600
+    settings.watching.client_timeout = 630
+    settings.watching.connect_timeout = 10
+    api = KubeClient(lambda: connection_info(settings))
+    memo.context = Context(
+        api=api, service_monitors=await api.has_api_group("monitoring.coreos.com")
+    )
+
+
+@kopf.on.login()
+def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
+    return connection_info(settings)
+
+
+@kopf.on.cleanup()
+async def close(memo: kopf.Memo, **_: Any) -> None:
+    await memo.context.api.close()
+
+
+async def _reconcile_or_retry(memo: kopf.Memo, namespace: str | None, name: str) -> None:
+    if namespace is None:  # impossible for a namespaced kind, but Kopf's signature allows it
+        return
+    try:
+        await reconcile(memo.context, namespace, name, settings_children=True)
+    except (ApiError, aiohttp.ClientError) as exc:
+        raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY) from exc
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+async def spec_changed(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+    await _reconcile_or_retry(memo, namespace, name)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_INTERVAL, initial_delay=DRIFT_INTERVAL)
+async def correct_drift(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+    await _reconcile_or_retry(memo, namespace, name)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=OWNED)
+@kopf.on.event("apps", "v1", "deployments", labels=OWNED)
+async def child_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    owner, namespace = owner_of(body), body.metadata.namespace
+    if owner is not None and namespace is not None:
+        await reconcile(memo.context, namespace, owner, settings_children=False)

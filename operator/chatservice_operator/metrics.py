@@ -1,0 +1,23 @@
+"""The operator's own Prometheus metrics, served on its /metrics port."""
+
+from prometheus_client import Counter, Histogram
+
+RECONCILES = Counter(
+    "chatservice_operator_reconciles_total",
+    "Reconciliations of a ChatService, by outcome (success, invalid, error)",
+    ["outcome"],
+)
+RECONCILE_DURATION = Histogram(
+    "chatservice_operator_reconcile_duration_seconds",
+    "Time one reconciliation of a ChatService took",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+MIGRATIONS = Counter(
+    "chatservice_operator_migrations_total",
+    "Migration Jobs, by outcome (started, succeeded, failed)",
+    ["outcome"],
+)
+ROLLBACKS = Counter(
+    "chatservice_operator_rollbacks_total",
+    "Automatic rollbacks to status.currentImage after a rollout missed its progress deadline",
+)

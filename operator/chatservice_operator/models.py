@@ -1,0 +1,204 @@
+"""The ChatService custom resource as frozen Pydantic models, parsed at the top of every handler.
+
+Defaults here mirror the CRD's so that a resource read from a cluster that did not apply them
+(an old object, or a test server without schema defaulting) still parses to the same spec.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+GROUP = "chatservice.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "ChatService"
+PLURAL = "chatservices"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
+    )
+
+
+class SecretKeyRef(_Model):
+    name: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+
+
+class Database(_Model):
+    url_secret_ref: SecretKeyRef
+
+
+class Auth(_Model):
+    admin_key_secret_ref: SecretKeyRef
+
+
+class Backend(_Model):
+    model: str = Field(min_length=1)
+    backend: Literal["openai", "echo"] = "openai"
+    base_url: str | None = Field(default=None, alias="baseURL")
+    upstream_model: str | None = None
+    api_key_secret_ref: SecretKeyRef | None = None
+
+    @model_validator(mode="after")
+    def _openai_needs_base_url(self) -> Backend:
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError(f"backend {self.model!r}: an openai backend needs baseURL")
+        return self
+
+
+class Inference(_Model):
+    backends: tuple[Backend, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_models(self) -> Inference:
+        names = [backend.model for backend in self.backends]
+        if len(names) != len(set(names)):
+            raise ValueError("inference.backends: model names must be unique")
+        return self
+
+
+class Probe(_Model):
+    path: str
+    initial_delay_seconds: int = Field(default=0, ge=0)
+    period_seconds: int = Field(default=10, ge=1)
+    timeout_seconds: int = Field(default=2, ge=1)
+    failure_threshold: int = Field(default=3, ge=1)
+
+
+class Probes(_Model):
+    liveness: Probe = Probe(path="/api/v1/health/live")
+    readiness: Probe = Probe(path="/api/v1/health/ready", period_seconds=5)
+    startup: Probe = Probe(path="/api/v1/health/live", period_seconds=2, failure_threshold=30)
+
+
+class Migrations(_Model):
+    enabled: bool = True
+    timeout_seconds: int = Field(default=600, ge=1)
+    backoff_limit: int = Field(default=2, ge=0, le=10)
+    ttl_seconds_after_finished: int = Field(default=86400, ge=0)
+
+
+class Rollout(_Model):
+    progress_deadline_seconds: int = Field(default=300, ge=10)
+    auto_rollback: bool = True
+    pre_stop_sleep_seconds: int = Field(default=5, ge=0, le=60)
+
+
+class Autoscaling(_Model):
+    enabled: bool = False
+    min_replicas: int = Field(default=2, ge=1)
+    max_replicas: int = Field(default=10, ge=1)
+    target_cpu_utilization_percentage: int = Field(
+        default=70, ge=1, le=100, alias="targetCPUUtilizationPercentage"
+    )
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("autoscaling: minReplicas must be <= maxReplicas")
+        return self
+
+
+class PodDisruptionBudget(_Model):
+    enabled: bool = True
+    max_unavailable: int = Field(default=1, ge=1)
+
+
+class Monitoring(_Model):
+    service_monitor: bool = True
+    interval: str = "30s"
+
+
+Quantities = dict[str, int | str]
+
+
+def _default_requests() -> Quantities:
+    return {"cpu": "250m", "memory": "256Mi"}
+
+
+def _default_limits() -> Quantities:
+    return {"memory": "512Mi"}
+
+
+class Resources(_Model):
+    requests: Quantities = Field(default_factory=_default_requests)
+    limits: Quantities = Field(default_factory=_default_limits)
+
+
+class ChatServiceSpec(_Model):
+    image: str = Field(min_length=1)
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    replicas: int = Field(default=2, ge=0)
+    paused: bool = False
+    workers: int = Field(default=2, ge=1, le=64)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    graceful_timeout_seconds: int = Field(default=120, ge=1, le=3600)
+    database: Database
+    auth: Auth
+    inference: Inference
+    resources: Resources = Resources()
+    probes: Probes = Probes()
+    migrations: Migrations = Migrations()
+    rollout: Rollout = Rollout()
+    autoscaling: Autoscaling = Autoscaling()
+    pod_disruption_budget: PodDisruptionBudget = PodDisruptionBudget()
+    monitoring: Monitoring = Monitoring()
+
+
+class ChatService(BaseModel):
+    """The identity the builders need (for names and ownerReferences) plus the parsed spec."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    spec: ChatServiceSpec
+
+
+class _StatusModel(BaseModel):
+    # Status is written by this operator only; tolerate fields an older version left behind.
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", alias_generator=to_camel, populate_by_name=True
+    )
+
+
+class Condition(_StatusModel):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    last_transition_time: str
+    observed_generation: int = 0
+
+
+class MigrationStatus(_StatusModel):
+    job: str | None = None
+    hash: str | None = None
+    image: str | None = None
+    result: Literal["Running", "Succeeded", "Failed"] | None = None
+    finished_at: str | None = None
+    failed_generation: int | None = None
+
+
+class RolloutStatus(_StatusModel):
+    rolled_back_image: str | None = None
+    rolled_back_generation: int | None = None
+
+
+class ChatServiceStatus(_StatusModel):
+    observed_generation: int = 0
+    phase: str | None = None
+    current_image: str | None = None
+    target_image: str | None = None
+    migration: MigrationStatus = MigrationStatus()
+    rollout: RolloutStatus = RolloutStatus()
+    replicas: int = 0
+    ready_replicas: int = 0
+    conditions: tuple[Condition, ...] = ()

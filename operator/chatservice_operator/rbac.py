@@ -1,0 +1,75 @@
+"""The API permissions the operator uses, as data: the RBAC manifests are rendered from these.
+
+Each rule is a dict in the shape of a Role rule: {"apiGroups", "resources", "verbs"}.
+`NAMESPACED_RULES` go in a Role in every watched namespace (a ClusterRole with
+`--all-namespaces`); `CLUSTER_RULES` are about cluster-scoped objects and need a ClusterRole.
+"""
+
+from typing import TypedDict
+
+
+class Rule(TypedDict):
+    apiGroups: list[str]
+    resources: list[str]
+    verbs: list[str]
+
+
+NAMESPACED_RULES: list[Rule] = [
+    # Kopf watches ChatServices and patches its progress annotations; we patch the status.
+    {
+        "apiGroups": ["chatservice.dev"],
+        "resources": ["chatservices"],
+        "verbs": ["get", "list", "watch", "patch"],
+    },
+    {"apiGroups": ["chatservice.dev"], "resources": ["chatservices/status"], "verbs": ["patch"]},
+    # ownerReferences with blockOwnerDeletion need update on the owner's finalizers.
+    {
+        "apiGroups": ["chatservice.dev"],
+        "resources": ["chatservices/finalizers"],
+        "verbs": ["update"],
+    },
+    # Jobs and Deployments are watched (child events drive the state machine).
+    {
+        "apiGroups": ["batch"],
+        "resources": ["jobs"],
+        "verbs": ["get", "list", "watch", "create", "delete"],
+    },
+    {
+        "apiGroups": ["apps"],
+        "resources": ["deployments"],
+        "verbs": ["get", "list", "watch", "create", "patch"],
+    },
+    {
+        "apiGroups": [""],
+        "resources": ["configmaps", "services"],
+        "verbs": ["get", "create", "patch"],
+    },
+    {
+        "apiGroups": ["autoscaling"],
+        "resources": ["horizontalpodautoscalers"],
+        "verbs": ["get", "create", "patch", "delete"],
+    },
+    {
+        "apiGroups": ["policy"],
+        "resources": ["poddisruptionbudgets"],
+        "verbs": ["get", "create", "patch", "delete"],
+    },
+    {
+        "apiGroups": ["monitoring.coreos.com"],
+        "resources": ["servicemonitors"],
+        "verbs": ["get", "create", "patch", "delete"],
+    },
+    # Kopf posts Warning/Normal events about ChatServices through the core API.
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+]
+
+CLUSTER_RULES: list[Rule] = [
+    # Kopf watches CRDs to notice the ChatService CRD (and its versions) appearing or changing.
+    {
+        "apiGroups": ["apiextensions.k8s.io"],
+        "resources": ["customresourcedefinitions"],
+        "verbs": ["list", "watch"],
+    },
+]
+
+RULES: list[Rule] = NAMESPACED_RULES + CLUSTER_RULES

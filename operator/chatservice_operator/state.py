@@ -1,0 +1,307 @@
+"""The decision function: observed state in, next status, actions and events out. Pure.
+
+The brief's reconciliation steps 1-5 live here; `reconcile.py` only observes and executes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from chatservice_operator.builders import job_name, migration_hash
+from chatservice_operator.models import (
+    ChatService,
+    ChatServiceStatus,
+    Condition,
+    MigrationStatus,
+    RolloutStatus,
+)
+
+MIGRATION_SUCCEEDED = "MigrationSucceeded"
+PROGRESSING = "Progressing"
+READY = "Ready"
+DEGRADED = "Degraded"
+CONDITION_ORDER = (MIGRATION_SUCCEEDED, PROGRESSING, READY, DEGRADED)
+
+Status = Literal["True", "False", "Unknown"]
+
+
+@dataclass(frozen=True)
+class JobObservation:
+    succeeded: bool
+    failed: bool
+    message: str = ""
+    finished_at: str | None = None
+
+
+@dataclass(frozen=True)
+class DeploymentObservation:
+    image: str
+    generation: int
+    observed_generation: int
+    replicas: int
+    updated_replicas: int = 0
+    ready_replicas: int = 0
+    available_replicas: int = 0
+    deadline_exceeded: bool = False
+
+    @property
+    def rolled_out(self) -> bool:
+        return (
+            self.observed_generation >= self.generation
+            and self.updated_replicas == self.replicas
+            and self.available_replicas == self.replicas
+        )
+
+
+@dataclass(frozen=True)
+class Observed:
+    job: JobObservation | None = None
+    deployment: DeploymentObservation | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: ChatServiceStatus
+    # The image the Deployment must run; None leaves the Deployment alone (absent or paused).
+    deployment_image: str | None = None
+    create_job: bool = False
+    delete_job: bool = False
+    rollback: bool = False
+    events: tuple[Event, ...] = ()
+
+
+@dataclass
+class _Conditions:
+    """Sets conditions so that lastTransitionTime moves only when the status flips."""
+
+    prior: dict[str, Condition]
+    generation: int
+    now: str
+    result: dict[str, Condition] = field(default_factory=dict)
+
+    def set(self, type_: str, status: Status, reason: str, message: str) -> None:
+        previous = self.prior.get(type_)
+        since = (
+            previous.last_transition_time if previous and previous.status == status else self.now
+        )
+        self.result[type_] = Condition(
+            type=type_,
+            status=status,
+            reason=reason,
+            message=message,
+            last_transition_time=since,
+            observed_generation=self.generation,
+        )
+
+    def flipped(self, type_: str, reason: str) -> bool:
+        previous = self.prior.get(type_)
+        new = self.result[type_]
+        return previous is None or (previous.status, previous.reason) != (new.status, reason)
+
+    def merged(self) -> tuple[Condition, ...]:
+        merged = {**self.prior, **self.result}
+        return tuple(merged[t] for t in CONDITION_ORDER if t in merged)
+
+
+def _ready(conditions: _Conditions, deployment: DeploymentObservation | None) -> None:
+    if deployment is None:
+        conditions.set(READY, "False", "NoDeployment", "No serving Deployment yet")
+    elif deployment.replicas == 0:
+        conditions.set(READY, "False", "ScaledToZero", "The Deployment has 0 replicas")
+    elif deployment.available_replicas >= deployment.replicas:
+        conditions.set(
+            READY, "True", "MinimumReplicasAvailable",
+            f"{deployment.available_replicas}/{deployment.replicas} replicas available",
+        )  # fmt: skip
+    else:
+        conditions.set(
+            READY, "False", "ReplicasUnavailable",
+            f"{deployment.available_replicas}/{deployment.replicas} replicas available",
+        )  # fmt: skip
+
+
+def invalid(
+    status: ChatServiceStatus, generation: int, message: str, now: str
+) -> ChatServiceStatus:
+    """The status of a resource whose spec cannot be parsed: say why, touch nothing."""
+    conditions = _Conditions({c.type: c for c in status.conditions}, generation, now)
+    conditions.set(DEGRADED, "True", "InvalidSpec", message)
+    return status.model_copy(
+        update={
+            "observed_generation": generation,
+            "phase": "Failed",
+            "conditions": conditions.merged(),
+        }
+    )
+
+
+def decide(cs: ChatService, status: ChatServiceStatus, observed: Observed, now: str) -> Decision:
+    spec = cs.spec
+    target = spec.image
+    deployment = observed.deployment
+    conditions = _Conditions({c.type: c for c in status.conditions}, cs.generation, now)
+    # What serves now: the last image that completed a rollout, else whatever the Deployment runs.
+    serving = status.current_image or (deployment.image if deployment else None)
+    base = status.model_copy(
+        update={
+            "observed_generation": cs.generation,
+            "target_image": target,
+            "replicas": deployment.replicas if deployment else 0,
+            "ready_replicas": deployment.ready_replicas if deployment else 0,
+        }
+    )
+
+    def finish(
+        phase: str,
+        *,
+        migration: MigrationStatus | None = None,
+        rollout: RolloutStatus | None = None,
+        current_image: str | None = None,
+        deployment_image: str | None = None,
+        create_job: bool = False,
+        delete_job: bool = False,
+        rollback: bool = False,
+        events: tuple[Event, ...] = (),
+    ) -> Decision:
+        final = base.model_copy(
+            update={
+                "phase": phase,
+                "conditions": conditions.merged(),
+                "migration": migration or base.migration,
+                "rollout": rollout or base.rollout,
+                "current_image": current_image or base.current_image,
+            }
+        )
+        return Decision(
+            status=final,
+            deployment_image=deployment_image,
+            create_job=create_job,
+            delete_job=delete_job,
+            rollback=rollback,
+            events=events,
+        )
+
+    if spec.paused:
+        conditions.set(PROGRESSING, "False", "Paused", "spec.paused is set: nothing is changed")
+        return finish("Paused")
+
+    _ready(conditions, deployment)
+
+    # Step 1-2: the migration gate. Nothing rolls out until the target's migration succeeded.
+    digest = migration_hash(cs)
+    migration = status.migration
+    if not spec.migrations.enabled:
+        conditions.set(MIGRATION_SUCCEEDED, "True", "MigrationsDisabled", "Migrations are off")
+    elif not (migration.hash == digest and migration.result == "Succeeded"):
+        name = job_name(cs)
+        job = observed.job
+        running = MigrationStatus(job=name, hash=digest, image=target, result="Running")
+        if job is None:
+            conditions.set(
+                MIGRATION_SUCCEEDED, "Unknown", "MigrationRunning", f"Job {name} migrates {target}"
+            )
+            conditions.set(DEGRADED, "False", "AsExpected", "")
+            event = Event("Normal", "MigrationStarted", f"Job {name} migrates the database")
+            return finish(
+                "Migrating",
+                migration=running,
+                deployment_image=serving,
+                create_job=True,
+                events=(event,),
+            )
+        if job.failed:
+            failed_at = migration.failed_generation if migration.hash == digest else None
+            if failed_at is not None and cs.generation > failed_at:
+                # A new spec generation retries: the old Job goes, the next pass creates it anew.
+                conditions.set(
+                    MIGRATION_SUCCEEDED, "Unknown", "MigrationRetrying", f"Job {name} is replaced"
+                )
+                return finish(
+                    "Migrating", migration=running, deployment_image=serving, delete_job=True
+                )
+            message = f"Job {name} failed: {job.message}; {serving or 'nothing'} keeps serving"
+            conditions.set(MIGRATION_SUCCEEDED, "False", "MigrationFailed", message)
+            conditions.set(DEGRADED, "True", "MigrationFailed", message)
+            events: tuple[Event, ...] = ()
+            if conditions.flipped(MIGRATION_SUCCEEDED, "MigrationFailed"):
+                events = (Event("Warning", "MigrationFailed", message),)
+            failed = running.model_copy(
+                update={
+                    "result": "Failed",
+                    "finished_at": job.finished_at,
+                    "failed_generation": failed_at or cs.generation,
+                }
+            )
+            return finish("Failed", migration=failed, deployment_image=serving, events=events)
+        if not job.succeeded:
+            conditions.set(
+                MIGRATION_SUCCEEDED, "Unknown", "MigrationRunning", f"Job {name} migrates {target}"
+            )
+            conditions.set(DEGRADED, "False", "AsExpected", "")
+            return finish("Migrating", migration=running, deployment_image=serving)
+        migration = running.model_copy(
+            update={"result": "Succeeded", "finished_at": job.finished_at}
+        )
+    if spec.migrations.enabled:
+        conditions.set(
+            MIGRATION_SUCCEEDED, "True", "MigrationSucceeded", f"Migrated for {migration.image}"
+        )
+
+    # Steps 3-5: roll out the migrated target, watch it, roll back if it cannot finish.
+    rollout = status.rollout
+    if rollout.rolled_back_image == target and rollout.rolled_back_generation == cs.generation:
+        message = f"{target} was rolled back to {serving}; change the spec to try again"
+        conditions.set(PROGRESSING, "False", "RolledBack", message)
+        conditions.set(DEGRADED, "True", "RolledBack", message)
+        return finish("Failed", migration=migration, deployment_image=serving)
+    if deployment is None or deployment.image != target:
+        conditions.set(PROGRESSING, "True", "RollingOut", f"Rolling out {target}")
+        conditions.set(DEGRADED, "False", "AsExpected", "")
+        return finish("RollingOut", migration=migration, deployment_image=target)
+    if deployment.deadline_exceeded:
+        previous = status.current_image
+        if spec.rollout.auto_rollback and previous and previous != target:
+            message = f"{target} did not become available in time; rolled back to {previous}"
+            conditions.set(PROGRESSING, "False", "RolledBack", message)
+            conditions.set(DEGRADED, "True", "RolledBack", message)
+            return finish(
+                "Failed",
+                migration=migration,
+                rollout=RolloutStatus(
+                    rolled_back_image=target, rolled_back_generation=cs.generation
+                ),
+                deployment_image=previous,
+                rollback=True,
+                events=(Event("Warning", "RolledBack", message),),
+            )
+        message = f"{target} did not become available in time"
+        conditions.set(PROGRESSING, "False", "ProgressDeadlineExceeded", message)
+        conditions.set(DEGRADED, "True", "ProgressDeadlineExceeded", message)
+        events = ()
+        if conditions.flipped(DEGRADED, "ProgressDeadlineExceeded"):
+            events = (Event("Warning", "ProgressDeadlineExceeded", message),)
+        return finish("Failed", migration=migration, deployment_image=target, events=events)
+    if deployment.rolled_out:
+        conditions.set(PROGRESSING, "False", "RolloutComplete", f"{target} is rolled out")
+        conditions.set(DEGRADED, "False", "AsExpected", "")
+        events = ()
+        if conditions.flipped(PROGRESSING, "RolloutComplete"):
+            events = (Event("Normal", "RolloutComplete", f"{target} is rolled out"),)
+        return finish(
+            "Ready",
+            migration=migration,
+            current_image=target,
+            deployment_image=target,
+            events=events,
+        )
+    conditions.set(PROGRESSING, "True", "RollingOut", f"Rolling out {target}")
+    conditions.set(DEGRADED, "False", "AsExpected", "")
+    return finish("RollingOut", migration=migration, deployment_image=target)

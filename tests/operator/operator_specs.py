@@ -1,0 +1,39 @@
+"""ChatService specs and bodies shared by the operator tests."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from chatservice_operator.models import ChatService, ChatServiceSpec
+
+SPEC: dict[str, Any] = {
+    "image": "reg.example/chat:1.0",
+    "database": {"urlSecretRef": {"name": "db", "key": "url"}},
+    "auth": {"adminKeySecretRef": {"name": "adm", "key": "key"}},
+    "inference": {
+        "backends": [
+            {
+                "model": "llama",
+                "baseURL": "http://vllm:8000/v1",
+                "upstreamModel": "meta/llama",
+                "apiKeySecretRef": {"name": "vllm", "key": "token"},
+            },
+            {"model": "echo", "backend": "echo"},
+        ]
+    },
+}
+
+
+def spec(**changes: Any) -> dict[str, Any]:
+    return {**copy.deepcopy(SPEC), **changes}
+
+
+def chatservice(generation: int = 1, **changes: Any) -> ChatService:
+    return ChatService(
+        name="chat",
+        namespace="ns",
+        uid="uid-1",
+        generation=generation,
+        spec=ChatServiceSpec.model_validate(spec(**changes)),
+    )

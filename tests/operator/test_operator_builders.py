@@ -1,0 +1,315 @@
+"""The child objects, compared whole: what the cluster gets is exactly what is asserted."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from operator_specs import chatservice
+
+from chatservice_operator import builders
+
+LABELS = {
+    "app.kubernetes.io/name": "chatservice",
+    "app.kubernetes.io/instance": "chat",
+    "app.kubernetes.io/component": "server",
+    "app.kubernetes.io/managed-by": "chatservice-operator",
+}
+SELECTOR = {k: v for k, v in LABELS.items() if k != "app.kubernetes.io/managed-by"}
+OWNER = {
+    "apiVersion": "chatservice.dev/v1alpha1",
+    "kind": "ChatService",
+    "name": "chat",
+    "uid": "uid-1",
+    "controller": True,
+    "blockOwnerDeletion": True,
+}
+POD_SECURITY = {
+    "runAsNonRoot": True,
+    "runAsUser": 10001,
+    "runAsGroup": 10001,
+    "fsGroup": 10001,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+TMP = "/tmp"  # noqa: S108  (a mount path in a pod, not a file this test writes)
+RESOURCES = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}
+DB_ENV = {
+    "name": "CHATSERVICE_DATABASE_URL",
+    "valueFrom": {"secretKeyRef": {"name": "db", "key": "url"}},
+}
+ADMIN_ENV = {
+    "name": "CHATSERVICE_ADMIN_API_KEY",
+    "valueFrom": {"secretKeyRef": {"name": "adm", "key": "key"}},
+}
+
+
+def meta(name: str = "chat", labels: dict[str, str] = LABELS) -> dict[str, Any]:
+    return {"name": name, "namespace": "ns", "labels": labels, "ownerReferences": [OWNER]}
+
+
+def test_configmap_carries_non_secret_settings_and_the_model_routes() -> None:
+    assert builders.build_configmap(chatservice()) == {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": meta("chat-config"),
+        "data": {
+            "CHATSERVICE_ENVIRONMENT": "production",
+            "CHATSERVICE_WORKERS": "2",
+            "CHATSERVICE_MODELS": json.dumps(
+                [
+                    {
+                        "name": "llama",
+                        "backend": "openai",
+                        "base_url": "http://vllm:8000/v1",
+                        "upstream_model": "meta/llama",
+                        "api_key_env": "CHATSERVICE_UPSTREAM_KEY_0",
+                    },
+                    {"name": "echo", "backend": "echo", "upstream_model": "echo"},
+                ],
+                separators=(",", ":"),
+            ),
+            "CHATSERVICE_GRACEFUL_TIMEOUT": "120",
+            "CHATSERVICE_LOG_LEVEL": "info",
+            "PROMETHEUS_MULTIPROC_DIR": "/var/run/chatservice/metrics",
+        },
+    }
+
+
+def test_config_checksum_follows_the_settings_only() -> None:
+    base = builders.config_checksum(builders.build_configmap(chatservice()))
+    assert base == builders.config_checksum(builders.build_configmap(chatservice(replicas=5)))
+    assert base != builders.config_checksum(builders.build_configmap(chatservice(workers=4)))
+
+
+def test_migration_hash_is_deterministic_and_keyed_on_image_and_database() -> None:
+    digest = builders.migration_hash(chatservice())
+    assert len(digest) == 10
+    assert int(digest, 16) >= 0
+    assert builders.migration_hash(chatservice(replicas=7, workers=8)) == digest
+    assert builders.migration_hash(chatservice(image="reg.example/chat:1.1")) != digest
+    other_db = {"urlSecretRef": {"name": "db2", "key": "url"}}
+    assert builders.migration_hash(chatservice(database=other_db)) != digest
+    assert builders.job_name(chatservice()) == f"chat-migrate-{digest}"
+
+
+def test_migration_job() -> None:
+    cs = chatservice()
+    digest = builders.migration_hash(cs)
+    job_labels = {
+        **LABELS,
+        "app.kubernetes.io/component": "migration",
+        "chatservice.dev/migration-hash": digest,
+    }
+    assert builders.build_job(cs) == {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            **meta(f"chat-migrate-{digest}", job_labels),
+            "annotations": {"chatservice.dev/image": "reg.example/chat:1.0"},
+        },
+        "spec": {
+            "backoffLimit": 2,
+            "activeDeadlineSeconds": 600,
+            "ttlSecondsAfterFinished": 86400,
+            "template": {
+                "metadata": {"labels": job_labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "securityContext": POD_SECURITY,
+                    "containers": [
+                        {
+                            "name": "migrate",
+                            "image": "reg.example/chat:1.0",
+                            "imagePullPolicy": "IfNotPresent",
+                            "command": ["chatservice", "migrate"],
+                            "env": [
+                                {"name": "CHATSERVICE_ENVIRONMENT", "value": "production"},
+                                {"name": "CHATSERVICE_LOG_LEVEL", "value": "info"},
+                                DB_ENV,
+                                ADMIN_ENV,
+                            ],
+                            "resources": RESOURCES,
+                            "securityContext": CONTAINER_SECURITY,
+                            "volumeMounts": [{"name": "tmp", "mountPath": TMP}],
+                        }
+                    ],
+                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                },
+            },
+        },
+    }
+
+
+def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "initialDelaySeconds": 0,
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def test_deployment_runs_the_given_image_under_the_restricted_profile() -> None:
+    cs = chatservice()
+    assert builders.build_deployment(cs, "reg.example/chat:0.9", "sum") == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta(),
+        "spec": {
+            "replicas": 2,
+            "revisionHistoryLimit": 5,
+            "progressDeadlineSeconds": 300,
+            "selector": {"matchLabels": SELECTOR},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+            },
+            "template": {
+                "metadata": {
+                    "labels": LABELS,
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": "8000",
+                        "prometheus.io/path": "/metrics",
+                        "chatservice.dev/config-checksum": "sum",
+                    },
+                },
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    # graceful timeout 120 + preStop 5 + margin 10
+                    "terminationGracePeriodSeconds": 135,
+                    "securityContext": POD_SECURITY,
+                    "containers": [
+                        {
+                            "name": "chatservice",
+                            "image": "reg.example/chat:0.9",
+                            "imagePullPolicy": "IfNotPresent",
+                            "command": ["chatservice", "run"],
+                            "ports": [{"name": "http", "containerPort": 8000, "protocol": "TCP"}],
+                            "envFrom": [{"configMapRef": {"name": "chat-config"}}],
+                            "env": [
+                                DB_ENV,
+                                ADMIN_ENV,
+                                {
+                                    "name": "CHATSERVICE_UPSTREAM_KEY_0",
+                                    "valueFrom": {"secretKeyRef": {"name": "vllm", "key": "token"}},
+                                },
+                            ],
+                            "livenessProbe": _probe("/api/v1/health/live", 10, 3),
+                            "readinessProbe": _probe("/api/v1/health/ready", 5, 3),
+                            "startupProbe": _probe("/api/v1/health/live", 2, 30),
+                            "resources": RESOURCES,
+                            "securityContext": CONTAINER_SECURITY,
+                            "volumeMounts": [
+                                {"name": "tmp", "mountPath": TMP},
+                                {"name": "metrics", "mountPath": "/var/run/chatservice/metrics"},
+                            ],
+                            "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
+                        }
+                    ],
+                    "volumes": [
+                        {"name": "tmp", "emptyDir": {}},
+                        {"name": "metrics", "emptyDir": {}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def test_deployment_leaves_replicas_to_the_autoscaler_and_skips_a_zero_prestop() -> None:
+    cs = chatservice(autoscaling={"enabled": True}, rollout={"preStopSleepSeconds": 0})
+    deployment = builders.build_deployment(cs, "img", "sum")
+    assert "replicas" not in deployment["spec"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert "lifecycle" not in container
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 130
+
+
+def test_probe_timings_come_from_the_spec() -> None:
+    cs = chatservice(probes={"readiness": {"path": "/api/v1/health/ready", "periodSeconds": 1}})
+    container = builders.build_deployment(cs, "img", "sum")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    assert container["readinessProbe"] == _probe("/api/v1/health/ready", 1, 3)
+
+
+def test_service() -> None:
+    assert builders.build_service(chatservice()) == {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta(),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": SELECTOR,
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def test_hpa() -> None:
+    cs = chatservice(autoscaling={"enabled": True, "minReplicas": 3, "maxReplicas": 9})
+    assert builders.build_hpa(cs) == {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": meta(),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "chat"},
+            "minReplicas": 3,
+            "maxReplicas": 9,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": 70},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def test_pdb() -> None:
+    assert builders.build_pdb(chatservice()) == {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": meta(),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": SELECTOR}},
+    }
+
+
+def test_service_monitor() -> None:
+    assert builders.build_service_monitor(chatservice()) == {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": meta(),
+        "spec": {
+            "selector": {"matchLabels": SELECTOR},
+            "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s"}],
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}, "minReplicas must be <="),
+        ({"inference": {"backends": [{"model": "x"}]}}, "needs baseURL"),
+        ({"inference": {"backends": []}}, "at least 1 item"),
+        ({"replicas": -1}, "greater than or equal to 0"),
+    ],
+)
+def test_spec_model_rejects_what_the_crd_rejects(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        chatservice(**changes)
