@@ -25,13 +25,13 @@ RUN python -m venv --without-pip "${VIRTUAL_ENV}"
 # rebuilds only the small layer below.
 COPY pyproject.toml ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
- && pip install --no-cache-dir --python "${VIRTUAL_ENV}/bin/python" -r /tmp/requirements.txt
+ && pip --python "${VIRTUAL_ENV}/bin/python" install --no-cache-dir -r /tmp/requirements.txt
 
 COPY README.md ./
 COPY service/ service/
 COPY operator/ operator/
 # Bytecode is compiled here (pip's default) because the root filesystem is read-only at run time.
-RUN pip install --no-cache-dir --no-deps --python "${VIRTUAL_ENV}/bin/python" .
+RUN pip --python "${VIRTUAL_ENV}/bin/python" install --no-cache-dir --no-deps .
 
 # ---------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
