@@ -97,6 +97,9 @@ def test_operator_runs_once_with_recreate_liveness_and_metrics(rendered: Rendere
     assert ports == {"health": 8080, "metrics": 9090}
     liveness = container["livenessProbe"]["httpGet"]
     assert liveness == {"path": "/healthz", "port": "health"}
+    # The operator listens where the ports say: its CLI takes both from the arguments.
+    assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
+    assert "--metrics-port=9090" in container["args"]
 
 
 def test_every_object_has_the_standard_labels(rendered: Rendered) -> None:
@@ -181,24 +184,26 @@ def test_image_digest_wins_over_tag(scenario: Scenario, rendered: Rendered) -> N
 def test_rbac_scope_follows_cluster_wide(scenario: Scenario, rendered: Rendered) -> None:
     cluster_wide = scenario.load_values().get("operator", {}).get("clusterWide", False)
     args = operator_container(rendered)["args"]
+    scope = args[0]
+    bindings = [rendered.one("ClusterRoleBinding")]
     if cluster_wide:
-        assert args == ["--all-namespaces"]
+        assert scope == "--all-namespaces"
         assert rendered.of_kind("Role") == rendered.of_kind("RoleBinding") == []
-        binding = rendered.one("ClusterRoleBinding")
-        assert binding["roleRef"]["name"] == rendered.one("ClusterRole")["metadata"]["name"]
     else:
-        assert args == [f"--namespace={NAMESPACE}"]
-        assert rendered.of_kind("ClusterRole") == rendered.of_kind("ClusterRoleBinding") == []
-        binding = rendered.one("RoleBinding")
-        assert binding["roleRef"] == {
+        assert scope == f"--namespace={NAMESPACE}"
+        bindings.append(rendered.one("RoleBinding"))
+        assert bindings[1]["roleRef"] == {
             "apiGroup": "rbac.authorization.k8s.io",
             "kind": "Role",
             "name": rendered.one("Role")["metadata"]["name"],
         }
+    # The ClusterRole always exists: Kopf lists and watches CRDs, which are cluster-scoped.
+    assert bindings[0]["roleRef"]["name"] == rendered.one("ClusterRole")["metadata"]["name"]
     account = rendered.one("ServiceAccount")["metadata"]["name"]
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}
-    ]
+    for binding in bindings:
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}
+        ]
     assert operator_deployment(rendered)["spec"]["template"]["spec"]["serviceAccountName"] == (
         account
     )
@@ -277,7 +282,7 @@ def test_notes_tell_how_to_reach_the_service_and_read_its_status(
     if scenario.load_values().get("chatService", {}).get("create", True):
         name = rendered.one("ChatService")["metadata"]["name"]
         assert f"kubectl -n {NAMESPACE} get chatservice {name}" in rendered.notes
-        assert f"port-forward service/{name} 8000:8000" in rendered.notes
+        assert f"port-forward service/{name} 8000:80" in rendered.notes
         assert f"helm test {RELEASE}" in rendered.notes
     else:
         assert "kubectl -n chatservice apply -f k8s/examples/" in rendered.notes

@@ -15,7 +15,7 @@ import pytest
 
 from .rendering import NAMESPACE, Manifest, Rendered, render_values
 
-HEALTH_URL = f"http://chatservice.{NAMESPACE}.svc:8000/api/v1/health/"
+HEALTH_URL = f"http://chatservice.{NAMESPACE}.svc:80/api/v1/health/"
 
 
 class HealthHandler(BaseHTTPRequestHandler):

@@ -24,26 +24,33 @@ def grants(rules: Iterable[dict[str, Any]]) -> set[Grant]:
     }
 
 
-def operator_rules() -> list[dict[str, Any]]:
+def operator_rules(name: str) -> list[dict[str, Any]]:
     try:
         rbac = importlib.import_module("chatservice_operator.rbac")
     except ModuleNotFoundError:
         pytest.skip("chatservice_operator.rbac is not on this branch yet (operator branch)")
-    rules: list[dict[str, Any]] = rbac.RULES
+    rules: list[dict[str, Any]] = getattr(rbac, name)
     return rules
 
 
-@pytest.mark.parametrize("cluster_wide", [False, True], ids=["namespaced", "cluster-wide"])
-def test_chart_grants_exactly_the_operator_rules(cluster_wide: bool) -> None:
-    expected = grants(operator_rules())
-    rendered = render_values({"operator": {"clusterWide": cluster_wide}})
-    role = rendered.one("ClusterRole" if cluster_wide else "Role")
-    assert grants(role["rules"]) == expected
+def test_namespaced_operator_gets_a_role_and_only_the_cluster_rules_cluster_wide() -> None:
+    rendered = render_values({})
+    role = rendered.one("Role")
+    assert grants(role["rules"]) == grants(operator_rules("NAMESPACED_RULES"))
+    cluster_role = rendered.one("ClusterRole")
+    assert grants(cluster_role["rules"]) == grants(operator_rules("CLUSTER_RULES"))
+
+
+def test_cluster_wide_operator_gets_every_rule_in_one_cluster_role() -> None:
+    rendered = render_values({"operator": {"clusterWide": True}})
+    assert rendered.of_kind("Role") == []
+    cluster_role = rendered.one("ClusterRole")
+    assert grants(cluster_role["rules"]) == grants(operator_rules("RULES"))
 
 
 def test_no_wildcards_and_no_secret_access() -> None:
-    role = render_values({}).one("Role")
-    for group, resource, verb in grants(role["rules"]):
+    rendered = render_values({"operator": {"clusterWide": True}})
+    for group, resource, verb in grants(rendered.one("ClusterRole")["rules"]):
         assert "*" not in (group, resource, verb)
         assert resource != "secrets", "the operator passes Secret references, it never reads them"
 

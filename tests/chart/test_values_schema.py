@@ -40,6 +40,12 @@ from .rendering import CHART_DIR, SCENARIOS, RenderError, Scenario, render_value
         ({"operator": {"image": {"pullPolicy": "Sometimes"}}}, "pullPolicy"),
         ({"chatService": {"backends": [{"model": "m", "baseURL": "vllm:8000"}]}}, "baseURL"),
         ({"chatService": {"resources": {"limits": {"memory": "lots"}}}}, "memory"),
+        # what the CRD would refuse later, refused at install instead
+        ({"chatService": {"backends": []}}, "/chatService/backends"),
+        ({"chatService": {"backends": [{"model": "m"}]}}, "baseURL"),
+        ({"chatService": {"backends": [{"model": "m", "backend": "vllm"}]}}, "backend"),
+        ({"chatService": {"name": "a" * 45}}, "/chatService/name"),
+        ({"chatService": {"podDisruptionBudget": {"maxUnavailable": 0}}}, "maxUnavailable"),
     ],
 )
 def test_bad_values_are_refused_at_install(values: dict[str, Any], complaint: str) -> None:
