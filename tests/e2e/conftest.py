@@ -81,5 +81,5 @@ def api_key(installed: Target) -> str:
 
 @pytest.fixture
 def service_url(installed: Target) -> Iterator[str]:
-    with port_forward(installed, f"service/{chatservice_name(installed)}", 8000) as url:
+    with port_forward(installed, f"service/{chatservice_name(installed)}", 80) as url:
         yield url
