@@ -54,6 +54,25 @@ def test_bad_values_are_refused_at_install(values: dict[str, Any], complaint: st
     assert complaint in str(refused.value)
 
 
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        # Rules the CRD enforces with CEL, which a JSON schema cannot express: checked by the
+        # templates so that `helm install` fails, not the ChatService later.
+        ({"fullnameOverride": "a-release-name-too-long-for-a-chatservice-name"}, "44"),
+        (
+            {"chatService": {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}}},
+            "minReplicas",
+        ),
+    ],
+)
+def test_values_the_crd_would_refuse_fail_the_render(
+    values: dict[str, Any], complaint: str
+) -> None:
+    with pytest.raises(RenderError, match=complaint):
+        render_values(values)
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
 def test_every_scenario_values_file_is_accepted(scenario: Scenario) -> None:
     render_values(scenario.load_values(), scenario.api_versions)
