@@ -21,6 +21,8 @@ VALUES_DIR = Path(__file__).resolve().parent / "values"
 RELEASE = "chatservice"
 NAMESPACE = "chatservice"
 MONITORING_API = "monitoring.coreos.com/v1"
+# Served once the chart's CRD is installed: on every upgrade, but not on the very first install.
+CHATSERVICE_API = "chatservice.dev/v1alpha1"
 # The newest Kubernetes minor both kubernetes-validate's schemas and current kind node images cover.
 KUBERNETES_VERSION = "1.35.0"
 
@@ -40,6 +42,11 @@ class Scenario:
     api_versions: tuple[str, ...] = ()
     values: dict[str, Any] = field(default_factory=dict)
 
+    def creates_chatservice(self) -> bool:
+        """Whether this render should hold the ChatService from values."""
+        wanted = self.load_values().get("chatService", {}).get("create", True)
+        return bool(wanted) and CHATSERVICE_API in self.api_versions
+
     def load_values(self) -> dict[str, Any]:
         merged: dict[str, Any] = {}
         if self.values_file:
@@ -50,12 +57,14 @@ class Scenario:
 
 
 SCENARIOS = [
-    Scenario("defaults"),
-    Scenario("defaults-with-monitoring-api", api_versions=(MONITORING_API,)),
-    Scenario("all-features", "all-features.yaml", api_versions=(MONITORING_API,)),
-    Scenario("cluster-wide", "cluster-wide.yaml"),
-    Scenario("no-chatservice", "no-chatservice.yaml"),
-    Scenario("digest", "digest.yaml"),
+    Scenario("defaults", api_versions=(CHATSERVICE_API,)),
+    Scenario("defaults-with-monitoring-api", api_versions=(CHATSERVICE_API, MONITORING_API)),
+    Scenario("all-features", "all-features.yaml", api_versions=(CHATSERVICE_API, MONITORING_API)),
+    Scenario("cluster-wide", "cluster-wide.yaml", api_versions=(CHATSERVICE_API,)),
+    Scenario("no-chatservice", "no-chatservice.yaml", api_versions=(CHATSERVICE_API,)),
+    Scenario("digest", "digest.yaml", api_versions=(CHATSERVICE_API,)),
+    # A cluster that has never seen the CRD: the first `helm install` of the defaults.
+    Scenario("first-install"),
 ]
 
 
@@ -133,7 +142,9 @@ def _render_with_sdk(values: dict[str, Any], api_versions: Sequence[str]) -> dic
     return rendered
 
 
-def render_values(values: dict[str, Any], api_versions: Sequence[str] = ()) -> Rendered:
+def render_values(
+    values: dict[str, Any], api_versions: Sequence[str] = (CHATSERVICE_API,)
+) -> Rendered:
     helm = shutil.which("helm")
     if helm:
         templates = _render_with_binary(helm, values, api_versions)

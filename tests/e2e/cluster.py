@@ -164,29 +164,31 @@ def chart_values(target: Target) -> dict[str, Any]:
 
 
 def helm_upgrade_install(target: Target, values: dict[str, Any]) -> None:
+    """`helm upgrade --install`, plus the one upgrade a first install needs for its ChatService.
+
+    On a cluster without the CRD the chart installs the CRD and the operator only (Helm cannot
+    create a resource in the same step as its first CRD); the upgrade then adds the ChatService.
+    """
     import helm_python
 
+    options: dict[str, Any] = {"namespace": target.namespace, "wait": "watcher", "timeout": 600}
     with helm_python.Config(kube_context=target.context, namespace=target.namespace) as config:
         try:
             config.status(target.release)
         except helm_python.HelmError:
-            config.install(
-                str(CHART_DIR),
-                target.release,
-                values,
-                namespace=target.namespace,
-                wait="watcher",
-                timeout=600,
-            )
+            config.install(str(CHART_DIR), target.release, values, **options)
         else:
-            config.upgrade(
-                str(CHART_DIR),
-                target.release,
-                values,
-                namespace=target.namespace,
-                wait="watcher",
-                timeout=600,
-            )
+            config.upgrade(str(CHART_DIR), target.release, values, **options)
+        if values.get("chatService", {}).get("create", True) and not chatservice_exists(target):
+            config.upgrade(str(CHART_DIR), target.release, values, **options)
+
+
+def chatservice_exists(target: Target) -> bool:
+    try:
+        get_json(target, "chatservice", chatservice_name(target))
+    except RuntimeError:
+        return False
+    return True
 
 
 def _free_port() -> int:
