@@ -290,7 +290,7 @@ def test_notes_tell_how_to_reach_the_service_and_read_its_status(
         assert f"port-forward service/{name} 8000:80" in rendered.notes
         assert f"helm test {RELEASE}" in rendered.notes
     else:
-        assert "kubectl -n chatservice apply -f k8s/examples/" in rendered.notes
+        assert "kubectl -n chatservice apply -f my-chatservice.yaml" in rendered.notes
 
 
 def test_first_install_defers_the_chatservice_but_installs_crd_and_operator() -> None:
