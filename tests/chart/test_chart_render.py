@@ -86,11 +86,18 @@ def test_chatservice_probes_are_bound_to_the_health_tiers(rendered: Rendered) ->
 
 
 def test_probe_timings_come_from_values(scenario: Scenario, rendered: Rendered) -> None:
-    values_probes = scenario.load_values().get("chatService", {}).get("probes", {})
+    import helm_python
+
+    from .rendering import CHART_DIR
+
+    # The values an install would use: chart defaults coalesced with the scenario's, by Helm.
+    with helm_python.Chart.load(CHART_DIR) as chart:
+        probes = chart.merge_values(scenario.load_values())["chatService"]["probes"]
     for chatservice in rendered.of_kind("ChatService"):
-        for tier, timings in values_probes.items():
-            for key, value in timings.items():
-                assert chatservice["spec"]["probes"][tier][key] == value
+        for tier in ("liveness", "readiness", "startup"):
+            rendered_probe = dict(chatservice["spec"]["probes"][tier])
+            rendered_probe.pop("path")
+            assert rendered_probe == probes[tier], tier
 
 
 def test_operator_runs_once_with_recreate_liveness_and_metrics(rendered: Rendered) -> None:
