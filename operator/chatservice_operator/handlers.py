@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from typing import Any
@@ -15,10 +16,11 @@ from chatservice_operator.models import GROUP, PLURAL, VERSION
 from chatservice_operator.reconcile import Context, owner_of, reconcile
 
 PREFIX = "chatservice.dev"
-# Child events and create/update drive the state machine; the timer only catches drift that
-# no watched event reports (a hand-edited Service or ConfigMap), so it can be slow.
+# Child events and create/update drive the state machine; the drift pass only catches what no
+# watched event reports (a hand-edited Service or ConfigMap), so it can be slow.
 DRIFT_INTERVAL = float(os.environ.get("CHATSERVICE_OPERATOR_DRIFT_SECONDS", "300"))
 RETRY_DELAY = 10
+logger = logging.getLogger(__name__)
 OWNED = {"app.kubernetes.io/managed-by": MANAGER}
 
 
@@ -31,8 +33,26 @@ def connection_info(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo:
     return info
 
 
+@kopf.index(GROUP, VERSION, PLURAL)
+def chatservice_keys(namespace: str | None, name: str, **_: Any) -> dict[tuple[str, str], None]:
+    return {(namespace or "", name): None}
+
+
+async def _correct_drift(ctx: Context, keys: kopf.Index[tuple[str, str], None]) -> None:
+    """Reconcile every ChatService now and then. Not a per-object @kopf.timer: Kopf puts a
+    finalizer on objects with timers, and a finalizer would keep a ChatService from being
+    deleted while the operator is down, with nothing outside the cluster to clean up."""
+    while True:
+        await asyncio.sleep(DRIFT_INTERVAL)
+        for namespace, name in list(keys):
+            try:
+                await reconcile(ctx, namespace, name, settings_children=True)
+            except (ApiError, aiohttp.ClientError):
+                logger.exception("Drift correction of %s/%s failed", namespace, name)
+
+
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
     settings.persistence.finalizer = f"{PREFIX}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=PREFIX)
@@ -47,6 +67,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.context = Context(
         api=api, service_monitors=await api.has_api_group("monitoring.coreos.com")
     )
+    # Kopf passes its indices to every handler by name; this one stays live after startup.
+    memo.drift = asyncio.create_task(_correct_drift(memo.context, kwargs["chatservice_keys"]))
 
 
 @kopf.on.login()
@@ -56,6 +78,7 @@ def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
+    memo.drift.cancel()
     await memo.context.api.close()
 
 
@@ -72,11 +95,6 @@ async def _reconcile_or_retry(memo: kopf.Memo, namespace: str | None, name: str)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
 async def spec_changed(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
-    await _reconcile_or_retry(memo, namespace, name)
-
-
-@kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_INTERVAL, initial_delay=DRIFT_INTERVAL)
-async def correct_drift(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     await _reconcile_or_retry(memo, namespace, name)
 
 
