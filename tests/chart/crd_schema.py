@@ -41,38 +41,6 @@ def version_schema(crd: Manifest, version: str) -> dict[str, Any]:
     raise LookupError(f"{crd['metadata']['name']} has no version {version}")
 
 
-# Known defect of k8s/base/crd.yaml (operator branch), reported, not ours to edit: under
-# inference.backends[], `apiKeySecretRef` has `properties:` null and its `name`/`key` sit one
-# level too far out, so the API server prunes them and rejects every ChatService that names an
-# upstream API key (`required: [name, key]`). Tests that meet it check everything else, then
-# report it as an expected failure; once the CRD is fixed (and copied) they check it all.
-API_KEY_REF_DEFECT = (
-    "The CRD's backends[].apiKeySecretRef declares no fields (`properties:` null, name/key "
-    "mis-indented in k8s/base/crd.yaml): ChatServices with an upstream API key are rejected"
-)
-
-
-def has_api_key_ref_defect(crd: Manifest) -> bool:
-    for served in crd["spec"]["versions"]:
-        backend = served["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"][
-            "inference"
-        ]["properties"]["backends"]["items"]
-        ref = backend.get("properties", {}).get("apiKeySecretRef", {})
-        if "properties" in ref and ref["properties"] is None:
-            return True
-    return False
-
-
-def without_api_key_refs(resource: Manifest) -> tuple[Manifest, bool]:
-    """The resource without backends[].apiKeySecretRef, and whether it had any."""
-    stripped = copy.deepcopy(resource)
-    backends = stripped.get("spec", {}).get("inference", {}).get("backends", [])
-    had = any("apiKeySecretRef" in backend for backend in backends)
-    for backend in backends:
-        backend.pop("apiKeySecretRef", None)
-    return stripped, had
-
-
 def validate(resource: Manifest, crd: Manifest) -> None:
     """Raises jsonschema.ValidationError when the resource breaks the CRD schema."""
     group, _, version = resource["apiVersion"].partition("/")

@@ -52,18 +52,11 @@ def test_examples_fit_the_crd() -> None:
     if not examples or not crd_file.exists():
         pytest.skip("k8s/examples and k8s/base/crd.yaml are not on this branch yet")
     crd = yaml.safe_load(crd_file.read_text())
-    known_defect_met = False
     for example in examples:
         for obj in yaml.safe_load_all(example.read_text()):
             if not obj or obj["kind"] == "Kustomization":
                 continue
-            if obj["kind"] != "ChatService":
-                kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
-            elif crd_schema.has_api_key_ref_defect(crd):
-                stripped, had_refs = crd_schema.without_api_key_refs(obj)
-                crd_schema.validate(stripped, crd)
-                known_defect_met |= had_refs
-            else:
+            if obj["kind"] == "ChatService":
                 crd_schema.validate(obj, crd)
-    if known_defect_met:
-        pytest.xfail(crd_schema.API_KEY_REF_DEFECT)
+            else:
+                kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
