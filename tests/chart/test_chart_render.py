@@ -166,9 +166,23 @@ def test_service_monitor_scrapes_the_operator_metrics_port(rendered: Rendered) -
 def test_prometheus_rule_alerts_when_the_operator_is_down(rendered: Rendered) -> None:
     for rule in rendered.of_kind("PrometheusRule"):
         alerts = {r.get("alert"): r for group in rule["spec"]["groups"] for r in group["rules"]}
-        job = f"{RELEASE}-operator-metrics"
+        # Prometheus Operator names the scrape job after the Service the ServiceMonitor selects.
+        job = rendered.one("Service")["metadata"]["name"]
         assert f'job="{job}"' in alerts["ChatServiceOperatorDown"]["expr"]
         assert alerts["ChatServiceOperatorAbsent"]["expr"].startswith("absent(")
+
+
+def test_prometheus_rule_expressions_parse(rendered: Rendered) -> None:
+    # A PromQL syntax error is refused by Prometheus Operator's admission webhook, or leaves
+    # the alert silently unloaded; the chart's and the user's additional rules are both checked.
+    import promql_parser
+
+    for rule in rendered.of_kind("PrometheusRule"):
+        for group in rule["spec"]["groups"]:
+            for alert in group["rules"]:
+                promql_parser.parse(alert["expr"])
+    with pytest.raises(ValueError, match="braces"):
+        promql_parser.parse('up{job="x" == 0')
 
 
 def test_image_digest_wins_over_tag(scenario: Scenario, rendered: Rendered) -> None:
