@@ -56,6 +56,11 @@ bench: $(STAMP) ## Benchmark added latency and throughput against a loopback stu
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) tests/bench/gateway_overhead.py
 
+.PHONY: run-operator
+run-operator: $(STAMP) ## Run the operator against the current kubeconfig (NAMESPACE=..., default: the context's; ALL=1 for every namespace)
+	kubectl apply -f k8s/base/crd.yaml
+	$(BIN)/chatservice-operator --verbose $(if $(ALL),--all-namespaces,--namespace $(or $(NAMESPACE),$(shell kubectl config view --minify -o jsonpath='{..namespace}'),default))
+
 # --- Kubernetes: images, a kind cluster, the chart (docs/deploy.md walks through these) ---
 OPERATOR_IMAGE_REPO ?= chatservice-operator
 K8S_NAMESPACE ?= chatservice

@@ -19,7 +19,7 @@ def _namespaces(args: argparse.Namespace) -> list[str]:
     return [pod] if pod else []
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatservice-operator", description=__doc__)
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument(
@@ -32,6 +32,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz")
     parser.add_argument("--metrics-port", type=int, default=9090)
     parser.add_argument("--verbose", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     namespaces = [] if args.all_namespaces else _namespaces(args)

@@ -1,4 +1,7 @@
-"""Kopf registrations only: each handler parses its trigger and hands over to reconcile()."""
+"""Kopf registrations and the operator's lifecycle (settings, login, the drift pass).
+
+Every handler only works out which ChatService its trigger concerns and calls reconcile().
+"""
 
 from __future__ import annotations
 
@@ -47,13 +50,13 @@ async def _correct_drift(ctx: Context, keys: kopf.Index[tuple[str, str], None]) 
         for namespace, name in list(keys):
             try:
                 await reconcile(ctx, namespace, name, settings_children=True)
-            except (ApiError, aiohttp.ClientError):
+            except Exception:
+                # One object's failure must not end drift correction for all the others.
                 logger.exception("Drift correction of %s/%s failed", namespace, name)
 
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
-    settings.persistence.finalizer = f"{PREFIX}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=PREFIX)
     settings.peering.standalone = True  # one replica with strategy Recreate: no peering needed

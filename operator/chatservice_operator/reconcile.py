@@ -172,9 +172,6 @@ async def _reconcile(ctx: Context, namespace: str, name: str, settings_children:
         logger.warning("ChatService %s/%s: %s", namespace, name, message)
         return "invalid"
 
-    if settings_children and not cs.spec.paused:
-        await _ensure_settings_children(ctx, cs)
-
     job_raw = await api.get("batch/v1", "Job", namespace, builders.job_name(cs))
     deployment_raw = await api.get("apps/v1", "Deployment", namespace, name)
     observed = Observed(job=observe_job(job_raw), deployment=observe_deployment(deployment_raw))
@@ -184,6 +181,9 @@ async def _reconcile(ctx: Context, namespace: str, name: str, settings_children:
         await api.delete("batch/v1", "Job", namespace, builders.job_name(cs))
     if decision.create_job and await api.create(builders.build_job(cs)):
         metrics.MIGRATIONS.labels("started").inc()
+    # After the Job (the critical path of a new image), before the Deployment that reads them.
+    if settings_children and not cs.spec.paused:
+        await _ensure_settings_children(ctx, cs)
     if decision.deployment_image is not None:
         checksum = builders.config_checksum(builders.build_configmap(cs))
         desired = builders.build_deployment(cs, decision.deployment_image, checksum)

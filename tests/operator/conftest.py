@@ -43,3 +43,5 @@ async def operator(cluster: Cluster) -> AsyncIterator[Operator]:
         yield runner
     finally:
         await runner.stop()
+    # Every flow doubles as a check that the RBAC rules cover what the operator really does.
+    assert cluster.unpermitted_requests() == []

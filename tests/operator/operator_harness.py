@@ -21,14 +21,15 @@ import jsonpatch
 import kmock
 import pytest
 
-# The drift timer is slow in production; here it is short, so that every flow also runs with
-# the timer's extra reconciliations interleaved (they must change nothing). Set before import.
+# The drift pass is slow in production; here it is short, so that every flow also runs with
+# its extra reconciliations interleaved (they must change nothing). Set before import.
 os.environ.setdefault("CHATSERVICE_OPERATOR_DRIFT_SECONDS", "2")
 
 import kopf
 
 import chatservice_operator.handlers  # noqa: F401  (registers the handlers)
 from chatservice_operator.api import contains
+from chatservice_operator.rbac import RULES
 
 CHATSERVICES = "chatservice.dev/v1alpha1/chatservices"
 JOBS = "batch/v1/jobs"
@@ -153,6 +154,36 @@ class Cluster:
     def events(self, reason: str | None = None) -> list[dict[str, Any]]:
         posted = [r.data for r in self.requests("POST", "/events")]
         return [e for e in posted if reason is None or e.get("reason") == reason]
+
+    def unpermitted_requests(self) -> list[str]:
+        """The operator's API requests (its own and Kopf's) that its RBAC rules do not grant."""
+        verbs = {
+            kmock.action.FETCH: "get",
+            kmock.action.LIST: "list",
+            kmock.action.WATCH: "watch",
+            kmock.action.CREATE: "create",
+            kmock.action.UPDATE: "patch",
+            kmock.action.DELETE: "delete",
+        }
+        denied = []
+        for request in self.emulator:
+            agent = request.headers.get("User-Agent", "")
+            ours = agent == "chatservice-operator" or agent.startswith("kopf/")
+            discovery = request.resource is None or request.resource.plural is None
+            if not ours or discovery or request.action not in verbs:
+                continue  # the test's own requests, or API discovery (granted to everyone)
+            resource = request.resource.plural
+            if request.subresource:
+                resource = f"{resource}/{request.subresource}"
+            verb = verbs[request.action]
+            if not any(
+                request.resource.group in rule["apiGroups"]
+                and resource in rule["resources"]
+                and verb in rule["verbs"]
+                for rule in RULES
+            ):
+                denied.append(f"{verb} {request.resource.group}/{resource}")
+        return denied
 
     # --- the controllers the tests play -------------------------------------------------
     async def complete_job(self, name: str) -> None:

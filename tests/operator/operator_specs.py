@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from chatservice_operator.builders import job_name
 from chatservice_operator.models import ChatService, ChatServiceSpec
 
 SPEC: dict[str, Any] = {
@@ -37,3 +38,21 @@ def chatservice(generation: int = 1, **changes: Any) -> ChatService:
         generation=generation,
         spec=ChatServiceSpec.model_validate(spec(**changes)),
     )
+
+
+OLD = "reg.example/chat:1.0"
+NEW = "reg.example/chat:1.1"
+
+
+def body(**changes: Any) -> dict[str, Any]:
+    """A ChatService resource as a user would create it."""
+    return {
+        "apiVersion": "chatservice.dev/v1alpha1",
+        "kind": "ChatService",
+        "metadata": {"name": "chat", "namespace": "ns"},
+        "spec": spec(**changes),
+    }
+
+
+def job_for(image: str, generation: int = 1) -> str:
+    return job_name(chatservice(generation, image=image))

@@ -10,27 +10,12 @@ from operator_harness import (
     CHATSERVICES,
     DEPLOYMENTS,
     JOBS,
-    NS,
     SERVICE_MONITORS,
     Cluster,
     Operator,
     eventually,
 )
-from operator_specs import chatservice, spec
-
-from chatservice_operator.builders import job_name
-
-OLD = "reg.example/chat:1.0"
-NEW = "reg.example/chat:1.1"
-
-
-def body(**changes: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "chatservice.dev/v1alpha1",
-        "kind": "ChatService",
-        "metadata": {"name": "chat", "namespace": NS},
-        "spec": spec(**changes),
-    }
+from operator_specs import NEW, OLD, body, job_for
 
 
 def status(cluster: Cluster) -> dict[str, Any]:
@@ -51,10 +36,6 @@ def image_of(cluster: Cluster) -> str | None:
         return None
     image: str = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
     return image
-
-
-def job_for(image: str, generation: int = 1) -> str:
-    return job_name(chatservice(generation, image=image))
 
 
 async def install(cluster: Cluster, **changes: Any) -> None:
@@ -86,6 +67,8 @@ async def test_create_migrates_then_deploys_then_becomes_ready(cluster: Cluster)
     assert cluster.names("autoscaling/v2/horizontalpodautoscalers") == []
     owner = cluster.get(DEPLOYMENTS, "chat")["metadata"]["ownerReferences"][0]  # type: ignore[index]
     assert (owner["kind"], owner["name"], owner["controller"]) == ("ChatService", "chat", True)
+    # Nothing outside the cluster to clean up, so nothing may block deleting the ChatService.
+    assert "finalizers" not in cluster.get(CHATSERVICES, "chat")["metadata"]  # type: ignore[index]
 
 
 @pytest.mark.parametrize("service_monitors", [False])
@@ -159,7 +142,9 @@ async def test_rollout_past_its_deadline_is_rolled_back(cluster: Cluster) -> Non
     await eventually(lambda: condition(cluster, "Degraded") == ("True", "RolledBack"))
     assert status(cluster)["phase"] == "Failed"
     assert status(cluster)["currentImage"] == OLD
-    assert cluster.events("RolledBack")[0]["type"] == "Warning"
+    # Kopf posts events in the background, after the status patch.
+    rolled_back = await eventually(lambda: cluster.events("RolledBack"), message="the event")
+    assert rolled_back[0]["type"] == "Warning"
 
     # The old version rolls out again and stays: no flapping back to NEW.
     await cluster.roll_out("chat")
@@ -252,3 +237,38 @@ async def test_drift_in_a_child_is_corrected(cluster: Cluster) -> None:
     # Someone deletes the Service: the slow timer recreates it.
     await cluster.delete("v1/services", "chat")
     await eventually(lambda: cluster.get("v1/services", "chat"), message="the Service recreated")
+
+
+@pytest.mark.usefixtures("operator")
+async def test_a_spec_edit_retries_a_failed_migration(cluster: Cluster) -> None:
+    await install(cluster)
+    await cluster.patch(CHATSERVICES, "chat", {"spec": {"image": NEW}})
+    await eventually(lambda: cluster.get(JOBS, job_for(NEW)), message="the new migration Job")
+    await cluster.fail_job(job_for(NEW))
+    await eventually(lambda: status(cluster).get("phase") == "Failed", message="phase Failed")
+
+    # The operator fixed something outside (say, the database); any spec edit retries.
+    await cluster.patch(CHATSERVICES, "chat", {"spec": {"workers": 3}})
+    await eventually(lambda: len(cluster.requests("DELETE", f"/jobs/{job_for(NEW)}")) == 1)
+    retried = await eventually(lambda: cluster.get(JOBS, job_for(NEW)), message="a fresh Job")
+    assert "status" not in retried
+    await cluster.complete_job(job_for(NEW))
+    await eventually(lambda: image_of(cluster) == NEW, message="the Deployment at NEW")
+    await eventually(
+        lambda: condition(cluster, "MigrationSucceeded") == ("True", "MigrationSucceeded")
+    )
+
+
+@pytest.mark.usefixtures("operator")
+async def test_autoscaling_owns_replicas_and_goes_when_switched_off(cluster: Cluster) -> None:
+    hpas = "autoscaling/v2/horizontalpodautoscalers"
+    await install(cluster, autoscaling={"enabled": True, "minReplicas": 2, "maxReplicas": 4})
+    assert cluster.names(hpas) == ["chat"]
+    assert "replicas" not in cluster.get(DEPLOYMENTS, "chat")["spec"]  # type: ignore[index]
+
+    await cluster.patch(CHATSERVICES, "chat", {"spec": {"autoscaling": {"enabled": False}}})
+    await eventually(lambda: cluster.names(hpas) == [], message="the HPA deleted")
+    await eventually(
+        lambda: cluster.get(DEPLOYMENTS, "chat")["spec"].get("replicas") == 2,  # type: ignore[index]
+        message="replicas back in the Deployment",
+    )
