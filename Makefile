@@ -60,3 +60,34 @@ bench: $(STAMP) ## Benchmark added latency and throughput against a loopback stu
 run-operator: $(STAMP) ## Run the operator against the current kubeconfig (NAMESPACE=..., default: the context's; ALL=1 for every namespace)
 	kubectl apply -f k8s/base/crd.yaml
 	$(BIN)/chatservice-operator --verbose $(if $(ALL),--all-namespaces,--namespace $(or $(NAMESPACE),$(shell kubectl config view --minify -o jsonpath='{..namespace}'),default))
+
+# --- Kubernetes: images, a kind cluster, the chart (docs/deploy.md walks through these) ---
+OPERATOR_IMAGE_REPO ?= chatservice-operator
+K8S_NAMESPACE ?= chatservice
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+REVISION := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+IMAGE_BUILD_ARGS := --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
+	--build-arg CREATED=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+
+.PHONY: image
+image: ## Build the service and operator images (Dockerfile targets `service`, `operator`)
+	docker build --target service $(IMAGE_BUILD_ARGS) -t $(IMAGE_REPO):$(IMAGE_TAG) .
+	docker build --target operator $(IMAGE_BUILD_ARGS) -t $(OPERATOR_IMAGE_REPO):$(IMAGE_TAG) .
+
+.PHONY: kind-up
+kind-up: ## Create the kind cluster (KIND_CLUSTER, default chatservice) unless it exists
+	kind get clusters | grep -qx '$(KIND_CLUSTER)' || kind create cluster --name $(KIND_CLUSTER) --wait 180s
+
+.PHONY: deploy
+deploy: $(STAMP) image ## Load the images into kind, helm upgrade --install, wait for the ChatService to be Ready
+	$(PY) tests/e2e/cluster.py deploy --cluster $(KIND_CLUSTER) --namespace $(K8S_NAMESPACE) \
+		--image-repository $(IMAGE_REPO) --operator-repository $(OPERATOR_IMAGE_REPO) --tag $(IMAGE_TAG)
+
+.PHONY: e2e
+e2e: $(STAMP) kind-up ## End-to-end tests on kind (needs Docker, kind, kubectl; builds the images itself)
+	KIND_CLUSTER=$(KIND_CLUSTER) K8S_NAMESPACE=$(K8S_NAMESPACE) IMAGE_TAG=$(IMAGE_TAG) \
+		$(BIN)/pytest -m e2e --timeout=1800 tests/e2e
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster
+	kind delete cluster --name $(KIND_CLUSTER)
