@@ -20,3 +20,15 @@ def rendered(scenario: Scenario) -> Rendered:
     if scenario.name not in _cache:
         _cache[scenario.name] = render(scenario)
     return _cache[scenario.name]
+
+
+_WITH_CHATSERVICE = [s for s in SCENARIOS if s.creates_chatservice()]
+
+
+@pytest.fixture(params=_WITH_CHATSERVICE, ids=[s.name for s in _WITH_CHATSERVICE])
+def rendered_with_chatservice(request: pytest.FixtureRequest) -> Rendered:
+    """The renders that hold a ChatService (the others have nothing for the operator)."""
+    scenario: Scenario = request.param
+    if scenario.name not in _cache:
+        _cache[scenario.name] = render(scenario)
+    return _cache[scenario.name]
