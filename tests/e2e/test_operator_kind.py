@@ -121,37 +121,14 @@ def test_install_upgrade_and_failed_migration_on_kind() -> None:
 
     # A new image migrates first (a second Job), then rolls out.
     jobs_before = set(kubectl("-n", NAMESPACE, "get", "jobs", "-o", "name").split())
-    kubectl(
-        "-n",
-        NAMESPACE,
-        "patch",
-        "chat",
-        "chat",
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"image": NEXT_IMAGE}}),
-    )
+    patch_spec({"image": NEXT_IMAGE})
     wait_for(lambda: chatservice()["status"].get("currentImage") == NEXT_IMAGE, 600, "upgrade")
     jobs_after = set(kubectl("-n", NAMESPACE, "get", "jobs", "-o", "name").split())
     assert len(jobs_after - jobs_before) == 1
 
     # An image that cannot run fails its migration; the running version keeps serving.
-    kubectl(
-        "-n",
-        NAMESPACE,
-        "patch",
-        "chat",
-        "chat",
-        "--type=merge",
-        "-p",
-        json.dumps(
-            {
-                "spec": {
-                    "image": "chatservice:missing",
-                    "migrations": {"backoffLimit": 0, "timeoutSeconds": 60},
-                }
-            }
-        ),
+    patch_spec(
+        {"image": "chatservice:missing", "migrations": {"backoffLimit": 0, "timeoutSeconds": 60}}
     )
     wait_for(
         lambda: condition("MigrationSucceeded") == ("False", "MigrationFailed"),
@@ -172,3 +149,8 @@ def test_install_upgrade_and_failed_migration_on_kind() -> None:
         "name",
     )
     assert events.strip()
+
+
+def patch_spec(spec: dict[str, object]) -> None:
+    patch = json.dumps({"spec": spec})
+    kubectl("-n", NAMESPACE, "patch", "chat", "chat", "--type=merge", "-p", patch)
