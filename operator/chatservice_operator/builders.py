@@ -100,6 +100,8 @@ def build_configmap(cs: ChatService) -> Obj:
             "CHATSERVICE_WORKERS": str(spec.workers),
             "CHATSERVICE_MODELS": _models_json(cs),
             "CHATSERVICE_GRACEFUL_TIMEOUT": str(spec.graceful_timeout_seconds),
+            # No stream may outlast the shutdown grace, so a SIGTERM never cuts one short.
+            "CHATSERVICE_UPSTREAM_TOTAL_TIMEOUT": str(spec.graceful_timeout_seconds),
             "CHATSERVICE_LOG_LEVEL": spec.log_level,
             "PROMETHEUS_MULTIPROC_DIR": METRICS_DIR,
         },
