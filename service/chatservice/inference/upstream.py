@@ -38,6 +38,11 @@ class OpenAIBackend:
     def __init__(self, session: aiohttp.ClientSession, settings: Settings) -> None:
         self._session = session
         self._settings = settings
+        # aiohttp only bounds connecting (first-byte and total limits are asyncio timeouts
+        # below); one object serves every request.
+        self._connect_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=settings.upstream_connect_timeout
+        )
 
     async def complete(self, route: ModelRoute, payload: Payload, stats: CallStats) -> Payload:
         deadline = time.monotonic() + self._settings.upstream_total_timeout
@@ -130,9 +135,7 @@ class OpenAIBackend:
                         _url(route, "chat/completions"),
                         json=body,
                         headers=_headers(route),
-                        timeout=aiohttp.ClientTimeout(
-                            total=None, sock_connect=self._settings.upstream_connect_timeout
-                        ),
+                        timeout=self._connect_timeout,
                     )
             except TimeoutError:
                 raise UpstreamTimeoutError(
