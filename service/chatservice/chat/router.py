@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
@@ -52,4 +53,4 @@ async def create_chat_completion(request: Request, key: CurrentKey) -> Response:
     except ClientDisconnectedError:
         # Nobody is listening; the status only reaches the access log and metrics.
         return JSONResponse(error_body("Client closed the request.", "invalid_request_error"), 499)
-    return JSONResponse(result)
+    return Response(orjson.dumps(result), media_type="application/json")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
+import orjson
 from starlette.requests import Request
 
 from chatservice.config import ModelRoute
@@ -159,7 +159,7 @@ def _outcome(exc: BaseException) -> str:
 
 
 def _event(payload: Payload) -> bytes:
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
 async def _close(chunks: AsyncIterator[Payload]) -> None:

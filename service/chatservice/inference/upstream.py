@@ -9,7 +9,6 @@ sees a partial answer followed by a second one.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
@@ -17,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import orjson
 
 from chatservice.config import ModelRoute, Settings
 from chatservice.errors import (
@@ -59,7 +59,7 @@ class OpenAIBackend:
             stats.upstream_seconds += time.perf_counter() - started
             response.release()
         try:
-            result: Payload = json.loads(body)
+            result: Payload = orjson.loads(body)
         except ValueError:
             raise UpstreamError(f"The upstream for `{route.name}` sent invalid JSON.") from None
         result["model"] = route.name
@@ -133,8 +133,8 @@ class OpenAIBackend:
                 async with asyncio.timeout(timeout):
                     response = await self._session.post(
                         _url(route, "chat/completions"),
-                        json=body,
-                        headers=_headers(route),
+                        data=orjson.dumps(body),
+                        headers={**_headers(route), "Content-Type": "application/json"},
                         timeout=self._connect_timeout,
                     )
             except TimeoutError:
@@ -193,7 +193,7 @@ def _sse_data(line: bytes) -> bytes | None:
 
 def _parse_chunk(route: ModelRoute, data: bytes) -> Payload:
     try:
-        chunk: Any = json.loads(data)
+        chunk: Any = orjson.loads(data)
     except ValueError:
         raise UpstreamError(f"The upstream for `{route.name}` sent an invalid chunk.") from None
     if not isinstance(chunk, dict):
@@ -215,7 +215,7 @@ def _broken(route: ModelRoute, exc: Exception) -> UpstreamError:
 async def _status_error(route: ModelRoute, response: aiohttp.ClientResponse) -> ChatServiceError:
     status = response.status
     try:
-        body: Any = json.loads(await response.read())
+        body: Any = orjson.loads(await response.read())
     except (ValueError, aiohttp.ClientError):
         body = None
     finally:
