@@ -104,6 +104,9 @@ def main() -> None:
         "CHATSERVICE_HOST": "127.0.0.1",
         "CHATSERVICE_PORT": str(service_port),
         "CHATSERVICE_WORKERS": "1",
+        # No worker recycling mid-run: a restart would measure start-up, not requests (the
+        # bare passthrough is not recycled either).
+        "CHATSERVICE_MAX_REQUESTS": "0",
         "CHATSERVICE_LOG_LEVEL": "WARNING",
         "CHATSERVICE_ADMIN_API_KEY": KEY,
         "CHATSERVICE_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'bench.db'}",

@@ -139,6 +139,31 @@ async def test_missing_field_and_bad_json_are_400_envelopes(client: httpx.AsyncC
     assert "not valid JSON" in broken.json()["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        (b"", "application/json"),
+        (b'[{"model": "echo"}]', "application/json"),
+        (b'{"model": "echo", "messages": [{"role": "user"}]}', "text/plain"),
+        (b'{"model": "echo", "messages": [{"role": "user"}]}', None),
+    ],
+)
+async def test_a_body_that_is_not_a_json_object_is_a_400_envelope(
+    client: httpx.AsyncClient, content: bytes, content_type: str | None
+) -> None:
+    headers = {**AUTH, "content-type": content_type} if content_type else AUTH
+    response = await client.post(CHAT, headers=headers, content=content)
+    assert response.status_code == 400
+    assert "must be a JSON object" in response.json()["error"]["message"]
+
+
+async def test_a_json_suffix_media_type_is_json(client: httpx.AsyncClient) -> None:
+    body = b'{"model": "echo", "messages": [{"role": "user", "content": "hi"}]}'
+    headers = {**AUTH, "content-type": "application/vnd.api+json; charset=utf-8"}
+    response = await client.post(CHAT, headers=headers, content=body)
+    assert response.status_code == 200
+
+
 async def test_unknown_model_is_404_model_not_found(client: httpx.AsyncClient) -> None:
     response = await client.post(
         CHAT, headers=AUTH, json={"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]}

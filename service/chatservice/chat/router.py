@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from chatservice.chat.schemas import ChatCompletion, ChatCompletionRequest
 from chatservice.chat.service import ClientDisconnectedError, Completion, cancel_on_disconnect
 from chatservice.config import API_PREFIX
-from chatservice.deps import CurrentKey, RuntimeDep
+from chatservice.deps import CurrentKey, runtime_of
 from chatservice.errors import error_body
+from chatservice.request_body import body_openapi, parse_body
 
 router = APIRouter(prefix=API_PREFIX, tags=["chat"])
 
@@ -32,10 +34,13 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         504: {"description": "The upstream timed out"},
     },
     summary="Create a chat completion (OpenAI-compatible)",
+    openapi_extra=body_openapi(ChatCompletionRequest),
 )
-async def create_chat_completion(
-    body: ChatCompletionRequest, request: Request, runtime: RuntimeDep, key: CurrentKey
-) -> Response:
+async def create_chat_completion(request: Request, key: CurrentKey) -> Response:
+    # The body and the runtime are not parameters: FastAPI's body parameter and each
+    # dependency cost more than the rest of this function (see request_body.py).
+    body = await parse_body(request, ChatCompletionRequest)
+    runtime = runtime_of(request)
     route = runtime.models.get(body.model)
     completion = Completion(route, runtime.models.backend(route), stream=body.stream)
     payload = body.upstream_payload()
@@ -48,4 +53,4 @@ async def create_chat_completion(
     except ClientDisconnectedError:
         # Nobody is listening; the status only reaches the access log and metrics.
         return JSONResponse(error_body("Client closed the request.", "invalid_request_error"), 499)
-    return JSONResponse(result)
+    return Response(orjson.dumps(result), media_type="application/json")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
+import orjson
 from starlette.requests import Request
 
 from chatservice.config import ModelRoute
@@ -91,7 +91,7 @@ class Completion:
         except BaseException as exc:
             self._finish(_outcome(exc), exc)
             raise
-        metrics.TIME_TO_FIRST_TOKEN.labels(self.route.name).observe(
+        metrics.child(metrics.TIME_TO_FIRST_TOKEN, self.route.name).observe(
             time.perf_counter() - self.started
         )
         return self._events(first, chunks, include_usage)
@@ -134,16 +134,16 @@ class Completion:
         for kind in ("prompt", "completion"):
             tokens = usage.get(f"{kind}_tokens")
             if isinstance(tokens, int) and tokens > 0:
-                metrics.TOKENS.labels(self.route.name, kind).inc(tokens)
+                metrics.child(metrics.TOKENS, self.route.name, kind).inc(tokens)
 
     def _finish(self, outcome: str, error: BaseException | None = None) -> None:
         model = self.route.name
-        metrics.CHAT_COMPLETIONS.labels(model, self._stream, outcome).inc()
+        metrics.child(metrics.CHAT_COMPLETIONS, model, self._stream, outcome).inc()
         if isinstance(error, _UPSTREAM_FAILURES):
-            metrics.UPSTREAM_ERRORS.labels(model, type(error).__name__).inc()
+            metrics.child(metrics.UPSTREAM_ERRORS, model, type(error).__name__).inc()
         overhead = time.perf_counter() - self.started - self.stats.upstream_seconds
         if self.route.backend != "echo":  # echo has no upstream: all of it is "overhead"
-            metrics.GATEWAY_OVERHEAD.labels(model).observe(max(overhead, 0.0))
+            metrics.child(metrics.GATEWAY_OVERHEAD, model).observe(max(overhead, 0.0))
 
 
 def _outcome(exc: BaseException) -> str:
@@ -159,7 +159,7 @@ def _outcome(exc: BaseException) -> str:
 
 
 def _event(payload: Payload) -> bytes:
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
 async def _close(chunks: AsyncIterator[Payload]) -> None:

@@ -9,7 +9,6 @@ sees a partial answer followed by a second one.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
@@ -17,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import orjson
 
 from chatservice.config import ModelRoute, Settings
 from chatservice.errors import (
@@ -38,6 +38,11 @@ class OpenAIBackend:
     def __init__(self, session: aiohttp.ClientSession, settings: Settings) -> None:
         self._session = session
         self._settings = settings
+        # aiohttp only bounds connecting (first-byte and total limits are asyncio timeouts
+        # below); one object serves every request.
+        self._connect_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=settings.upstream_connect_timeout
+        )
 
     async def complete(self, route: ModelRoute, payload: Payload, stats: CallStats) -> Payload:
         deadline = time.monotonic() + self._settings.upstream_total_timeout
@@ -54,7 +59,7 @@ class OpenAIBackend:
             stats.upstream_seconds += time.perf_counter() - started
             response.release()
         try:
-            result: Payload = json.loads(body)
+            result: Payload = orjson.loads(body)
         except ValueError:
             raise UpstreamError(f"The upstream for `{route.name}` sent invalid JSON.") from None
         result["model"] = route.name
@@ -128,11 +133,9 @@ class OpenAIBackend:
                 async with asyncio.timeout(timeout):
                     response = await self._session.post(
                         _url(route, "chat/completions"),
-                        json=body,
-                        headers=_headers(route),
-                        timeout=aiohttp.ClientTimeout(
-                            total=None, sock_connect=self._settings.upstream_connect_timeout
-                        ),
+                        data=orjson.dumps(body),
+                        headers={**_headers(route), "Content-Type": "application/json"},
+                        timeout=self._connect_timeout,
                     )
             except TimeoutError:
                 raise UpstreamTimeoutError(
@@ -190,7 +193,7 @@ def _sse_data(line: bytes) -> bytes | None:
 
 def _parse_chunk(route: ModelRoute, data: bytes) -> Payload:
     try:
-        chunk: Any = json.loads(data)
+        chunk: Any = orjson.loads(data)
     except ValueError:
         raise UpstreamError(f"The upstream for `{route.name}` sent an invalid chunk.") from None
     if not isinstance(chunk, dict):
@@ -212,7 +215,7 @@ def _broken(route: ModelRoute, exc: Exception) -> UpstreamError:
 async def _status_error(route: ModelRoute, response: aiohttp.ClientResponse) -> ChatServiceError:
     status = response.status
     try:
-        body: Any = json.loads(await response.read())
+        body: Any = orjson.loads(await response.read())
     except (ValueError, aiohttp.ClientError):
         body = None
     finally:

@@ -7,6 +7,8 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {
     "message",
@@ -29,7 +31,12 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        # orjson: at INFO every request logs a line, and json.dumps with `default` builds a
+        # new encoder per call, half of this method's time.
+        try:
+            return orjson.dumps(entry, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        except TypeError:  # what orjson cannot encode (integers beyond 64 bits, ...)
+            return json.dumps(entry, default=str)
 
 
 def logging_config(level: str) -> dict[str, Any]:

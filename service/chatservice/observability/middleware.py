@@ -48,7 +48,7 @@ class RequestContextMiddleware:
         status = CLIENT_CLOSED
         response_started = False
         method = scope["method"]
-        in_flight = metrics.HTTP_IN_FLIGHT.labels(method)
+        in_flight = metrics.child(metrics.HTTP_IN_FLIGHT, method)
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, response_started
@@ -76,8 +76,9 @@ class RequestContextMiddleware:
             in_flight.dec()
             elapsed = time.perf_counter() - started
             route = _route_template(scope)
-            metrics.HTTP_REQUESTS.labels(method, route, metrics.status_class(status)).inc()
-            metrics.HTTP_DURATION.labels(method, route).observe(elapsed)
+            status_class = metrics.status_class(status)
+            metrics.child(metrics.HTTP_REQUESTS, method, route, status_class).inc()
+            metrics.child(metrics.HTTP_DURATION, method, route).observe(elapsed)
             log.info(
                 "request",
                 extra={
