@@ -70,6 +70,7 @@ def create_app(
             schema=SchemaHistory.load(script_directory()),
         )
         app.state.runtime = runtime
+        metrics.publish_idle_gauges()
         restore_signal = mark_draining_on_sigterm(runtime)
         log.info("worker started", extra={"version": __version__, "models": len(settings.models)})
         try:
@@ -79,7 +80,7 @@ def create_app(
             await http.close()
             await engine.dispose()
             if tracer_provider is not None:
-                tracer_provider.force_flush()
+                tracer_provider.shutdown()  # flushes, then stops the export thread
 
     app = FastAPI(
         title="ChatService",
