@@ -142,7 +142,7 @@ class Settings(BaseSettings):
                     "CHATSERVICE_ADMIN_API_KEY is the development placeholder or shorter than "
                     f"{MIN_SECRET_LENGTH} characters; set a real secret in production"
                 )
-            if self.database_url.startswith("sqlite"):
+            if self.is_sqlite:
                 raise ValueError("CHATSERVICE_DATABASE_URL: use PostgreSQL in production")
             if "*" in self.cors_origins:
                 raise ValueError("CHATSERVICE_CORS_ORIGINS: '*' is not allowed in production")

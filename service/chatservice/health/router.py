@@ -19,7 +19,8 @@ from chatservice.health.schemas import (
     Readiness,
     SchemaHealth,
 )
-from chatservice.health.service import probe_backend, probe_database, schema_status
+from chatservice.health.service import DatabaseProbe, probe_backend, probe_database
+from chatservice.runtime import Runtime
 
 router = APIRouter(prefix=f"{API_PREFIX}/health", tags=["health"])
 
@@ -43,7 +44,7 @@ async def ready(runtime: RuntimeDep) -> JSONResponse:
         probe = await probe_database(runtime)
         if not probe.reachable:
             reason = "database unreachable"
-        elif schema_status(runtime, probe) is SchemaStatus.BEHIND:
+        elif runtime.schema.status(probe.revisions) is SchemaStatus.BEHIND:
             reason = "database schema is behind the code: migrations not applied"
     if reason is not None:
         return JSONResponse(Readiness(status="unavailable", reason=reason).model_dump(), 503)
@@ -66,8 +67,7 @@ async def report(runtime: RuntimeDep) -> JSONResponse:
         latency_ms=probe.latency_ms,
         error=probe.error,
     )
-    state = schema_status(runtime, probe)
-    schema = _schema_health(runtime, probe.reachable, state, probe.revisions)
+    schema = _schema_health(runtime, probe)
     backends = {route.name: health for route, health in zip(routes, backend_health, strict=True)}
     healthy = (
         database.status == "ok"
@@ -87,16 +87,14 @@ async def report(runtime: RuntimeDep) -> JSONResponse:
     return JSONResponse(body.model_dump(by_alias=True), 200 if healthy else 503)
 
 
-def _schema_health(
-    runtime: RuntimeDep, reachable: bool, status: SchemaStatus, revisions: frozenset[str]
-) -> SchemaHealth:
+def _schema_health(runtime: Runtime, probe: DatabaseProbe) -> SchemaHealth:
     head = ",".join(sorted(runtime.schema.heads))
-    revision = ",".join(sorted(revisions)) or None
-    if not reachable:
+    if not probe.reachable:
         return SchemaHealth(status="unavailable", revision=None, head=head, state="unknown")
+    status = runtime.schema.status(probe.revisions)
     return SchemaHealth(
         status="unavailable" if status is SchemaStatus.BEHIND else "ok",
-        revision=revision,
+        revision=",".join(sorted(probe.revisions)) or None,
         head=head,
         state=status.value,
     )

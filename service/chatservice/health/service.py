@@ -11,7 +11,6 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatservice.config import ModelRoute
-from chatservice.health.schema import SchemaStatus
 from chatservice.health.schemas import ComponentHealth
 from chatservice.runtime import Runtime
 
@@ -46,10 +45,6 @@ async def _revisions(connection: AsyncConnection) -> frozenset[str]:
             return frozenset(str(row[0]) for row in result)
     except DBAPIError:
         return frozenset()
-
-
-def schema_status(runtime: Runtime, probe: DatabaseProbe) -> SchemaStatus:
-    return runtime.schema.status(probe.revisions)
 
 
 async def probe_backend(runtime: Runtime, route: ModelRoute) -> ComponentHealth:
