@@ -22,7 +22,7 @@ START_TIMEOUT = 60.0
 def require_llama_cpp() -> None:
     """Skip where llama-cpp-python is not installed, but never in CI, where it must run."""
     try:
-        import llama_cpp.server  # noqa: F401, PLC0415 - only to learn whether it is there
+        import llama_cpp.server  # noqa: F401 - only to learn whether it is there
     except ImportError as exc:
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(f"llama-cpp-python[server] is required in CI: {exc}", pytrace=False)

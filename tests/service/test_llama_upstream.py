@@ -103,15 +103,11 @@ async def _pair(
         direct = await http.post(
             llama.base_url + "/chat/completions", json={**body, "model": MODEL_ALIAS}
         )
-        through = await http.post(
-            service + CHAT, headers=AUTH, json={**body, "model": "tiny"}
-        )
+        through = await http.post(service + CHAT, headers=AUTH, json={**body, "model": "tiny"})
     return direct, through
 
 
-async def test_json_matches_a_direct_call_field_by_field(
-    service: str, llama: LlamaServer
-) -> None:
+async def test_json_matches_a_direct_call_field_by_field(service: str, llama: LlamaServer) -> None:
     direct, through = await _pair(service, llama, ASK)
     assert (direct.status_code, through.status_code) == (200, 200)
     mine, theirs = through.json(), direct.json()
@@ -175,8 +171,8 @@ async def test_a_500_with_a_reason_is_logged_and_explained(
     service: str, llama: LlamaServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     # This llama-cpp-python rejects `json_schema` response formats with a 500 and the reason.
-    body = {**ASK, "response_format": {"type": "json_schema",
-                                       "json_schema": {"name": "x", "schema": {"type": "object"}}}}  # fmt: skip
+    schema = {"name": "x", "schema": {"type": "object"}}
+    body = {**ASK, "response_format": {"type": "json_schema", "json_schema": schema}}
     with caplog.at_level(logging.WARNING, logger="chatservice.upstream"):
         direct, through = await _pair(service, llama, body)
     assert direct.status_code == 500

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 import gguf
+import numpy as np
 
 WORDS = (
     "hello world the a of and to in is it you that he was for on are with as i his they be at "
