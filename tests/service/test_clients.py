@@ -19,7 +19,7 @@ from tests.service.test_llama_upstream import llama, serve_live, tiny_model, tin
 
 # litellm fetches a price list from the internet at import unless told to use its own copy.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-import litellm  # noqa: E402 - after the variable it reads at import
+import litellm  # after the variable, which it reads at import
 
 __all__ = ["llama", "tiny_model"]  # fixtures, used by name
 
