@@ -83,6 +83,8 @@ def _models_json(cs: ChatService) -> str:
         if backend.base_url is not None:
             route["base_url"] = backend.base_url
         route["upstream_model"] = backend.upstream_model or backend.model
+        if backend.max_tokens_field is not None:
+            route["max_tokens_field"] = backend.max_tokens_field
         if backend.api_key_secret_ref is not None:
             route["api_key_env"] = _api_key_env(index)
         routes.append(route)

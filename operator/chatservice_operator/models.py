@@ -42,6 +42,7 @@ class Backend(_Model):
     backend: Literal["openai", "echo"] = "openai"
     base_url: str | None = Field(default=None, alias="baseURL")
     upstream_model: str | None = None
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = None
     api_key_secret_ref: SecretKeyRef | None = None
 
     @model_validator(mode="after")

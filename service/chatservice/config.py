@@ -17,6 +17,7 @@ DEVELOPMENT_ADMIN_KEY = "sk-dev-chatservice-local-development-key"
 MIN_SECRET_LENGTH = 32
 # Routers carry the whole prefix, so a route's path is the template metrics and logs show.
 API_PREFIX = "/api/v1"
+CHAT_COMPLETIONS_PATH = f"{API_PREFIX}/chat/completions"
 
 
 class Environment(StrEnum):
@@ -38,6 +39,11 @@ class ModelRoute(BaseModel):
         default=None, description="Environment variable holding the upstream API key."
     )
     owned_by: str = "chatservice"
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = Field(
+        default="max_tokens",
+        description="The name under which this upstream honours the output-token limit: a "
+        "client's `max_tokens` or `max_completion_tokens` is sent as this field only.",
+    )
 
     @model_validator(mode="after")
     def _openai_needs_base_url(self) -> Self:
@@ -97,6 +103,8 @@ class Settings(BaseSettings):
     # Health.
     ready_db_timeout: float = Field(default=2.0, gt=0)
     health_backend_timeout: float = Field(default=2.0, gt=0)
+    # Seconds one upstream's check (`GET /models`) is reused by every route and request.
+    health_backend_cache_ttl: float = Field(default=5.0, ge=0)
 
     # HTTP.
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()

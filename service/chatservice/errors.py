@@ -11,6 +11,11 @@ class ChatServiceError(Exception):
     status_code: ClassVar[int] = 500
     error_type: ClassVar[str] = "server_error"
     default_code: ClassVar[str | None] = None
+    # The request's outcome in the documented taxonomy (README, "Outcomes"): metrics label,
+    # access-log field.
+    outcome: ClassVar[str] = "error"
+    # Whether the upstream caused it: counted in `chatservice_upstream_errors_total` too.
+    from_upstream: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -29,34 +34,44 @@ class ChatServiceError(Exception):
     def body(self) -> dict[str, Any]:
         return error_body(self.message, self.error_type, param=self.param, code=self.code)
 
+    @property
+    def failure_label(self) -> str:
+        """The bounded `error` label of `chatservice_upstream_errors_total`."""
+        return self.code or self.outcome
+
 
 class InvalidRequestError(ChatServiceError):
     status_code = 400
     error_type = "invalid_request_error"
+    outcome = "invalid_request"
 
 
 class AuthenticationError(ChatServiceError):
     status_code = 401
     error_type = "invalid_request_error"
     default_code = "invalid_api_key"
+    outcome = "unauthenticated"
 
 
 class PermissionDeniedError(ChatServiceError):
     status_code = 403
     error_type = "invalid_request_error"
     default_code = "permission_denied"
+    outcome = "permission_denied"
 
 
 class NotFoundError(ChatServiceError):
     status_code = 404
     error_type = "invalid_request_error"
     default_code = "not_found"
+    outcome = "not_found"
 
 
 class RateLimitError(ChatServiceError):
     status_code = 429
     error_type = "rate_limit_error"
     default_code = "rate_limit_exceeded"
+    outcome = "rate_limited"
 
 
 class UpstreamError(ChatServiceError):
@@ -65,28 +80,72 @@ class UpstreamError(ChatServiceError):
     status_code = 502
     error_type = "upstream_error"
     default_code = "bad_gateway"
+    from_upstream = True
+    outcome = "upstream_error"
+
+
+class UpstreamUnreachableError(UpstreamError):
+    """No connection to the upstream (refused, reset before an answer, DNS)."""
+
+    default_code = "upstream_unreachable"
+    outcome = "upstream_unreachable"
+
+
+class UpstreamInvalidResponseError(UpstreamError):
+    """The upstream answered 2xx with something that is not a chat completion."""
+
+    default_code = "upstream_invalid_response"
+    outcome = "upstream_invalid_response"
+
+
+class UpstreamAuthenticationError(UpstreamError):
+    """The upstream refused our credentials (401/403): the operator's problem, not the
+    client's, so neither its status nor its text (which can name the account) is relayed."""
+
+    default_code = "upstream_authentication_failed"
+    outcome = "upstream_auth_failed"
+
+
+class UpstreamRateLimitError(RateLimitError):
+    """The upstream answered 429 until the retries ran out."""
+
+    from_upstream = True
+    outcome = "upstream_rate_limited"
+
+    @property
+    def failure_label(self) -> str:
+        return self.outcome
 
 
 class ServiceUnavailableError(ChatServiceError):
     status_code = 503
     error_type = "server_error"
     default_code = "service_unavailable"
+    outcome = "unavailable"
 
 
 class UpstreamTimeoutError(ChatServiceError):
     status_code = 504
     error_type = "timeout_error"
     default_code = "upstream_timeout"
+    from_upstream = True
+    outcome = "timeout"
 
 
 class UpstreamClientError(ChatServiceError):
     """The upstream rejected the request (4xx): its status and message are the client's to see."""
 
     error_type = "invalid_request_error"
+    from_upstream = True
+    outcome = "upstream_rejected"
 
     def __init__(self, status_code: int, message: str, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.status_code = status_code  # type: ignore[misc]
+
+    @property
+    def failure_label(self) -> str:
+        return self.outcome  # the code is the upstream's own: unbounded
 
 
 INTERNAL_ERROR_MESSAGE = (

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from chatservice.errors import ChatServiceError, error_body
+from chatservice.observability import context
 
 _HTTP_CODES = {404: "unknown_url", 405: "method_not_allowed", 413: "request_too_large"}
 
@@ -22,10 +23,12 @@ _HTTP_CODES = {404: "unknown_url", 405: "method_not_allowed", 413: "request_too_
 def install(app: FastAPI) -> None:
     @app.exception_handler(ChatServiceError)
     async def chat_service_error(request: Request, exc: ChatServiceError) -> JSONResponse:
+        context.set_outcome(exc.outcome)
         return JSONResponse(exc.body(), exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        context.set_outcome("invalid_request")
         message, param = describe_validation_errors(exc.errors())
         return JSONResponse(
             error_body(message, "invalid_request_error", param=param, code="invalid_value"), 400

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from chatservice.chat.shutdown import OpenStreams
 from chatservice.config import Settings
 from chatservice.health.schema import SchemaHistory
 from chatservice.inference.routing import ModelRouter
@@ -27,3 +28,4 @@ class Runtime:
     created: int = field(default_factory=lambda: int(time.time()))
     # Set on SIGTERM: readiness answers 503 while in-flight requests finish.
     draining: bool = False
+    streams: OpenStreams = field(default_factory=OpenStreams)

@@ -18,6 +18,7 @@ SPEC: dict[str, Any] = {
                 "model": "llama",
                 "baseURL": "http://vllm:8000/v1",
                 "upstreamModel": "meta/llama",
+                "maxTokensField": "max_completion_tokens",
                 "apiKeySecretRef": {"name": "vllm", "key": "token"},
             },
             {"model": "echo", "backend": "echo"},

@@ -70,6 +70,7 @@ def test_configmap_carries_non_secret_settings_and_the_model_routes() -> None:
                         "backend": "openai",
                         "base_url": "http://vllm:8000/v1",
                         "upstream_model": "meta/llama",
+                        "max_tokens_field": "max_completion_tokens",
                         "api_key_env": "CHATSERVICE_UPSTREAM_KEY_0",
                     },
                     {"name": "echo", "backend": "echo", "upstream_model": "echo"},

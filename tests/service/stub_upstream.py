@@ -18,6 +18,7 @@ from aiohttp import web
 from tests.service.postgres import free_port
 
 REPLY = "Hello from the stub upstream"
+ACCOUNT_DETAILS = "organization org-stub0rg, key sk-upst****cret"
 
 
 def _completion(model: str) -> dict[str, Any]:
@@ -38,7 +39,9 @@ def _completion(model: str) -> dict[str, Any]:
     }
 
 
-def _chunks(model: str, words: list[str], include_usage: bool) -> Iterator[bytes]:
+def _chunks(
+    model: str, words: list[str], include_usage: bool, finish: str | None = "stop"
+) -> Iterator[bytes]:
     base = {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": 1_700_000_000,
             "model": model}  # fmt: skip
 
@@ -51,7 +54,8 @@ def _chunks(model: str, words: list[str], include_usage: bool) -> Iterator[bytes
     yield event({**base, "choices": [choice({"role": "assistant", "content": ""})]})
     for i, word in enumerate(words):
         yield event({**base, "choices": [choice({"content": word if i == 0 else " " + word})]})
-    yield event({**base, "choices": [choice({}, "stop")]})
+    if finish is not None:
+        yield event({**base, "choices": [choice({}, finish)]})
     if include_usage:
         usage = {
             "prompt_tokens": 5,
@@ -67,7 +71,10 @@ class StubUpstream:
 
     `ok`, `status:<code>`, `slow_headers` (no answer for 30 s), `slow_body` (headers, then
     a 30 s wait), `stall_stream` (two chunks, then silence), `drop_stream` (two chunks, then
-    the connection closes), `slow_stream` (a chunk every 50 ms for 10 s).
+    the connection closes), `slow_stream` (a chunk every 50 ms for 10 s), `unfinished_stream`
+    (no finish_reason, then `[DONE]`), `no_usage` (ignores `include_usage`, as llama.cpp
+    does; JSON answers without `usage`), `body:<text>` (200 with that body).
+    `models_status` and `listed_models` script `GET /v1/models`; `models_calls` counts it.
     """
 
     def __init__(self, port: int | None = None) -> None:
@@ -77,6 +84,9 @@ class StubUpstream:
         self.headers: list[dict[str, str]] = []
         self.disconnects = 0
         self.disconnected = threading.Event()
+        self.models_status = 200
+        self.listed_models = ["stub-model-v1"]
+        self.models_calls = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -92,6 +102,9 @@ class StubUpstream:
         self.headers.clear()
         self.disconnects = 0
         self.disconnected.clear()
+        self.models_status = 200
+        self.listed_models = ["stub-model-v1"]
+        self.models_calls = 0
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -100,8 +113,13 @@ class StubUpstream:
         return app
 
     async def _models(self, request: web.Request) -> web.Response:
-        model = {"id": "stub-model-v1", "object": "model", "created": 0, "owned_by": "stub"}
-        return web.json_response({"object": "list", "data": [model]})
+        self.models_calls += 1
+        if self.models_status != 200:
+            error = {"message": f"Incorrect API key for {ACCOUNT_DETAILS}", "type": "x"}
+            return web.json_response({"error": error}, status=self.models_status)
+        models = [{"id": m, "object": "model", "created": 0, "owned_by": "stub"}
+                  for m in self.listed_models]  # fmt: skip
+        return web.json_response({"object": "list", "data": models})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -111,9 +129,14 @@ class StubUpstream:
         model = body.get("model", "stub")
         if behaviour.startswith("status:"):
             status = int(behaviour.split(":")[1])
-            error = {"message": f"stub says {status}", "type": "invalid_request_error",
+            message = f"stub says {status}"
+            if status in (401, 403, 429):  # what real upstreams put there: account details
+                message += f" for {ACCOUNT_DETAILS}"
+            error = {"message": message, "type": "invalid_request_error",
                      "param": "messages", "code": "stub_error"}  # fmt: skip
             return web.json_response({"error": error}, status=status)
+        if behaviour.startswith("body:"):
+            return web.Response(text=behaviour[len("body:") :], content_type="application/json")
         if behaviour == "slow_headers":
             await self._wait_for_disconnect(request, 30)
             return web.Response(status=204)
@@ -123,13 +146,18 @@ class StubUpstream:
                 await response.prepare(request)
                 await self._wait_for_disconnect(request, 30)
                 return response
-            return web.json_response(_completion(model))
+            answer = _completion(model)
+            if behaviour == "no_usage":
+                del answer["usage"]
+            return web.json_response(answer)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        include_usage = include_usage and behaviour != "no_usage"
+        finish = None if behaviour == "unfinished_stream" else "stop"
         words = REPLY.split() if behaviour != "slow_stream" else [f"w{i}" for i in range(200)]
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         try:
-            for i, event in enumerate(_chunks(model, words, include_usage)):
+            for i, event in enumerate(_chunks(model, words, include_usage, finish)):
                 if behaviour in ("stall_stream", "drop_stream") and i == 2:
                     if behaviour == "drop_stream":
                         assert request.transport is not None

@@ -105,7 +105,7 @@ async def test_report_lists_every_component(pg_url: str, upstream: StubUpstream)
     closed = make_settings(pg_url, StubUpstream())  # a stub that was never started
     async with serve(create_app(closed)) as http:
         degraded = await http.get(REPORT)
-    assert degraded.status_code == 503
+    assert degraded.status_code == 200  # an unreachable upstream is not this pod's fault
     assert degraded.json()["status"] == "degraded"
     assert degraded.json()["backends"]["upstream"]["status"] == "unavailable"
     assert degraded.json()["backends"]["echo"]["status"] == "ok"

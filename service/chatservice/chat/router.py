@@ -11,6 +11,7 @@ from chatservice.chat.service import ClientDisconnectedError, Completion, cancel
 from chatservice.config import API_PREFIX
 from chatservice.deps import CurrentKey, runtime_of
 from chatservice.errors import error_body
+from chatservice.observability.context import current_record
 from chatservice.request_body import body_openapi, parse_body
 
 router = APIRouter(prefix=API_PREFIX, tags=["chat"])
@@ -41,15 +42,21 @@ async def create_chat_completion(request: Request, key: CurrentKey) -> Response:
     # dependency cost more than the rest of this function (see request_body.py).
     body = await parse_body(request, ChatCompletionRequest)
     runtime = runtime_of(request)
+    record = current_record()
+    if record is not None:
+        record.stream = body.stream
     route = runtime.models.get(body.model)
-    completion = Completion(route, runtime.models.backend(route), stream=body.stream)
-    payload = body.upstream_payload()
-    if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        events = await completion.open_stream(payload, include_usage)
-        return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
+    if record is not None:
+        record.model = route.name
+    completion = Completion(
+        route, runtime.models.backend(route), body.upstream_payload(), runtime.streams
+    )
     try:
-        result = await cancel_on_disconnect(request, completion.run(payload))
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            events = await cancel_on_disconnect(request, completion.open_stream(include_usage))
+            return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
+        result = await cancel_on_disconnect(request, completion.run())
     except ClientDisconnectedError:
         # Nobody is listening; the status only reaches the access log and metrics.
         return JSONResponse(error_body("Client closed the request.", "invalid_request_error"), 499)

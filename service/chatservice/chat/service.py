@@ -11,24 +11,26 @@ from typing import Any, TypeVar
 import orjson
 from starlette.requests import Request
 
+from chatservice.chat.shutdown import OpenStreams, shutdown_error
+from chatservice.chat.usage import (
+    StreamTally,
+    estimate_completion_tokens,
+    estimate_prompt_tokens,
+    estimated_usage,
+)
 from chatservice.config import ModelRoute
 from chatservice.errors import (
     INTERNAL_ERROR_MESSAGE,
     ChatServiceError,
-    RateLimitError,
-    UpstreamClientError,
     UpstreamError,
-    UpstreamTimeoutError,
     error_body,
 )
 from chatservice.inference.base import CallStats, ChatBackend, Payload
-from chatservice.observability import metrics
+from chatservice.observability import context, metrics
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-_UPSTREAM_FAILURES = (UpstreamError, UpstreamTimeoutError, RateLimitError, UpstreamClientError)
 
 
 class ClientDisconnectedError(Exception):
@@ -65,27 +67,38 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
 class Completion:
     """One chat completion's bookkeeping: timings, outcome and token counts."""
 
-    def __init__(self, route: ModelRoute, backend: ChatBackend, stream: bool) -> None:
+    def __init__(
+        self,
+        route: ModelRoute,
+        backend: ChatBackend,
+        payload: Payload,
+        streams: OpenStreams | None = None,
+    ) -> None:
         self.route = route
         self.backend = backend
+        self.payload = payload
+        self.streams = streams
         self.stats = CallStats()
         self.started = time.perf_counter()
-        self._stream = "true" if stream else "false"
 
-    async def run(self, payload: Payload) -> Payload:
+    async def run(self) -> Payload:
         try:
-            result = await self.backend.complete(self.route, payload, self.stats)
+            result = await self.backend.complete(self.route, self.payload, self.stats)
         except BaseException as exc:
             self._finish(_outcome(exc), exc)
             raise
-        self._count_usage(result.get("usage"))
+        if not isinstance(result.get("usage"), dict):
+            result["usage"] = estimated_usage(
+                estimate_prompt_tokens(self.payload), estimate_completion_tokens(result)
+            )
+        self._count_usage(result["usage"])
         self._finish("success")
         return result
 
-    async def open_stream(self, payload: Payload, include_usage: bool) -> AsyncIterator[bytes]:
+    async def open_stream(self, include_usage: bool) -> AsyncIterator[bytes]:
         """Start the stream and wait for its first chunk, so that failures before the first
         byte still get a proper HTTP status; the rest is streamed by the returned iterator."""
-        chunks = aiter(self.backend.stream(self.route, payload, self.stats))
+        chunks = aiter(self.backend.stream(self.route, self.payload, self.stats))
         try:
             first = await anext(chunks)
         except BaseException as exc:
@@ -101,46 +114,80 @@ class Completion:
     ) -> AsyncIterator[bytes]:
         outcome = "success"
         error: BaseException | None = None
+        tally = StreamTally()
+        task = asyncio.current_task()
+        if self.streams is not None and task is not None:
+            self.streams.add(task)
         try:
             chunk: Payload | None = first
+            last = first
             while chunk is not None:
-                usage = chunk.get("usage")
-                if usage:
-                    self._count_usage(usage)
-                if include_usage or chunk.get("choices") or not usage:
+                tally.observe(chunk)
+                if include_usage or chunk.get("choices") or not chunk.get("usage"):
                     if not include_usage:
                         chunk.pop("usage", None)
                     yield _event(chunk)
+                last = chunk
                 chunk = await anext(chunks, None)
+            if not tally.complete:
+                raise UpstreamError(
+                    f"The upstream for `{self.route.name}` ended the stream before finishing "
+                    "the answer (no finish_reason): the answer is incomplete.",
+                    code="upstream_stream_truncated",
+                )
+            if tally.usage is None and include_usage:
+                yield _event(_usage_chunk(last, self._estimated_usage(tally)))
             yield b"data: [DONE]\n\n"
         except ChatServiceError as exc:
             outcome, error = _outcome(exc), exc
             # Headers are gone already: the error travels as one event, then the stream ends.
+            log.warning(
+                "stream failed",
+                extra={"model": self.route.name, "outcome": outcome, "error": exc.message},
+            )
             yield _event(exc.body())
+        except asyncio.CancelledError as exc:
+            if self.streams is None or not self.streams.cutting or task is None:
+                outcome, error = "cancelled", exc  # the client went away mid-stream
+                raise
+            task.uncancel()
+            cut = shutdown_error()
+            outcome, error = cut.outcome, cut
+            log.warning("stream cut by the shutdown", extra={"model": self.route.name})
+            yield _event(cut.body())
+        except GeneratorExit as exc:
+            outcome, error = "cancelled", exc
+            raise
         except Exception as exc:
             outcome, error = "error", exc
             log.exception("stream failed", extra={"model": self.route.name})
             yield _event(error_body(INTERNAL_ERROR_MESSAGE, "server_error"))
-        except BaseException as exc:  # cancelled: the client went away mid-stream
-            outcome, error = _outcome(exc), exc
-            raise
         finally:
+            if self.streams is not None and task is not None:
+                self.streams.discard(task)
             await _close(chunks)
+            self._count_usage(tally.usage or self._estimated_usage(tally))
             self._finish(outcome, error)
+
+    def _estimated_usage(self, tally: StreamTally) -> dict[str, Any]:
+        return estimated_usage(estimate_prompt_tokens(self.payload), tally.content_chunks)
 
     def _count_usage(self, usage: Any) -> None:
         if not isinstance(usage, dict):
             return
+        estimated = usage.get("estimated") is True
         for kind in ("prompt", "completion"):
             tokens = usage.get(f"{kind}_tokens")
             if isinstance(tokens, int) and tokens > 0:
                 metrics.child(metrics.TOKENS, self.route.name, kind).inc(tokens)
+                if estimated:
+                    metrics.child(metrics.ESTIMATED_TOKENS, self.route.name, kind).inc(tokens)
 
     def _finish(self, outcome: str, error: BaseException | None = None) -> None:
         model = self.route.name
-        metrics.child(metrics.CHAT_COMPLETIONS, model, self._stream, outcome).inc()
-        if isinstance(error, _UPSTREAM_FAILURES):
-            metrics.child(metrics.UPSTREAM_ERRORS, model, type(error).__name__).inc()
+        context.set_outcome(outcome)
+        if isinstance(error, ChatServiceError) and error.from_upstream:
+            metrics.child(metrics.UPSTREAM_ERRORS, model, error.failure_label).inc()
         overhead = time.perf_counter() - self.started - self.stats.upstream_seconds
         if self.route.backend != "echo":  # echo has no upstream: all of it is "overhead"
             metrics.child(metrics.GATEWAY_OVERHEAD, model).observe(max(overhead, 0.0))
@@ -150,12 +197,13 @@ def _outcome(exc: BaseException) -> str:
     if isinstance(exc, asyncio.CancelledError | ClientDisconnectedError | GeneratorExit):
         return "cancelled"
     if isinstance(exc, ChatServiceError):
-        if exc.status_code == 429:
-            return "upstream_rate_limited"
-        if exc.status_code == 504:
-            return "timeout"
-        return "client_error" if exc.status_code < 500 else "upstream_error"
+        return exc.outcome
     return "error"
+
+
+def _usage_chunk(last: Payload, usage: dict[str, Any]) -> Payload:
+    chunk: Payload = {key: last[key] for key in ("id", "object", "created", "model") if key in last}
+    return {**chunk, "choices": [], "usage": usage}
 
 
 def _event(payload: Payload) -> bytes:

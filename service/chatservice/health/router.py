@@ -54,8 +54,13 @@ async def ready(runtime: RuntimeDep) -> JSONResponse:
 @router.get(
     "/",
     response_model=HealthReport,
-    responses={503: {"model": HealthReport, "description": "Some component is unhealthy"}},
+    responses={
+        503: {"model": HealthReport, "description": "The database or its schema is unusable"}
+    },
     summary="Every component with its status and latency",
+    description="`status` is `degraded` when any backend is; the answer is 503 only when "
+    "this pod cannot serve at all (database, schema, draining), since a backend's upstream "
+    "is shared by every pod.",
 )
 async def report(runtime: RuntimeDep) -> JSONResponse:
     routes = runtime.models.routes
@@ -69,12 +74,8 @@ async def report(runtime: RuntimeDep) -> JSONResponse:
     )
     schema = _schema_health(runtime, probe)
     backends = {route.name: health for route, health in zip(routes, backend_health, strict=True)}
-    healthy = (
-        database.status == "ok"
-        and schema.status == "ok"
-        and all(b.status == "ok" for b in backends.values())
-        and not runtime.draining
-    )
+    serving = database.status == "ok" and schema.status == "ok" and not runtime.draining
+    healthy = serving and all(b.status == "ok" for b in backends.values())
     body = HealthReport(
         status="ok" if healthy else "degraded",
         version=__version__,
@@ -84,7 +85,7 @@ async def report(runtime: RuntimeDep) -> JSONResponse:
         schema=schema,
         backends=backends,
     )
-    return JSONResponse(body.model_dump(by_alias=True), 200 if healthy else 503)
+    return JSONResponse(body.model_dump(by_alias=True), 200 if serving else 503)
 
 
 def _schema_health(runtime: Runtime, probe: DatabaseProbe) -> SchemaHealth:

@@ -49,12 +49,8 @@ async def _revisions(connection: AsyncConnection) -> frozenset[str]:
 
 async def probe_backend(runtime: Runtime, route: ModelRoute) -> ComponentHealth:
     started = time.perf_counter()
-    try:
-        await runtime.models.backend(route).check(route)
-    except Exception as exc:  # any failure makes this backend unhealthy; the reason is shown
-        error = str(exc) or type(exc).__name__
-        return ComponentHealth(status="unavailable", latency_ms=_ms_since(started), error=error)
-    return ComponentHealth(status="ok", latency_ms=_ms_since(started))
+    health = await runtime.models.backend(route).check(route)
+    return ComponentHealth(status=health.status, latency_ms=_ms_since(started), error=health.error)
 
 
 def _ms_since(started: float) -> float:

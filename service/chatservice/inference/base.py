@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from chatservice.config import ModelRoute
 
@@ -19,6 +19,18 @@ class CallStats:
     attempts: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class BackendHealth:
+    """`degraded`: the upstream answers but cannot serve this route (our key refused, the
+    model not listed, 5xx); `unavailable`: no answer at all."""
+
+    status: Literal["ok", "degraded", "unavailable"]
+    error: str | None = None
+
+
+HEALTHY = BackendHealth("ok")
+
+
 class ChatBackend(Protocol):
     async def complete(self, route: ModelRoute, payload: Payload, stats: CallStats) -> Payload:
         """Return a `chat.completion` object for a non-streaming request."""
@@ -30,6 +42,6 @@ class ChatBackend(Protocol):
         """Yield `chat.completion.chunk` objects; the last one carries `usage`."""
         ...
 
-    async def check(self, route: ModelRoute) -> None:
-        """Raise if the backend cannot serve this route right now."""
+    async def check(self, route: ModelRoute) -> BackendHealth:
+        """Whether the backend can serve this route now, and if not, why."""
         ...

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from chatservice.config import ModelRoute
-from chatservice.inference.base import CallStats, Payload
+from chatservice.inference.base import HEALTHY, BackendHealth, CallStats, Payload
 
 
 def _text_of(content: Any) -> str:
@@ -103,8 +103,8 @@ class EchoBackend:
         yield chunk({}, finish_reason)
         yield {**base, "choices": [], "usage": _usage(prompt_tokens, len(words) * n)}
 
-    async def check(self, route: ModelRoute) -> None:
-        return None
+    async def check(self, route: ModelRoute) -> BackendHealth:
+        return HEALTHY
 
 
 def _stops(stop: Any) -> list[str]:

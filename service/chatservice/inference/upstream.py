@@ -1,9 +1,9 @@
 """The `openai` backend: any OpenAI-compatible upstream over a pooled aiohttp session.
 
-Timeouts are separate for connecting, the first byte (response headers), the gap between
-stream chunks and the whole call. Retries happen only before the first byte, on errors that
-mean the upstream did not start the work (connect errors, 429, 502, 503), so a client never
-sees a partial answer followed by a second one.
+Timeouts are separate for connecting, the first byte (response headers), any silence while
+the body or stream arrives, and the whole call. Retries happen only before the first byte, on
+errors that mean the upstream did not start the work (connect errors, 429, 502, 503), so a
+client never sees a partial answer followed by a second one.
 """
 
 from __future__ import annotations
@@ -20,18 +20,24 @@ import orjson
 
 from chatservice.config import ModelRoute, Settings
 from chatservice.errors import (
-    ChatServiceError,
-    RateLimitError,
-    UpstreamClientError,
     UpstreamError,
+    UpstreamInvalidResponseError,
     UpstreamTimeoutError,
 )
-from chatservice.inference.base import CallStats, Payload
+from chatservice.inference.base import BackendHealth, CallStats, Payload
+from chatservice.inference.upstream_errors import (
+    LOGGED_BODY_CHARS,
+    broken,
+    error_message,
+    status_error,
+)
+from chatservice.inference.upstream_health import UpstreamChecks
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("chatservice.upstream")
 
 RETRYABLE_STATUSES = frozenset({429, 502, 503})
 MAX_RETRY_AFTER = 5.0
+TOKEN_LIMIT_FIELDS = ("max_completion_tokens", "max_tokens")
 
 
 class OpenAIBackend:
@@ -43,27 +49,44 @@ class OpenAIBackend:
         self._connect_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=settings.upstream_connect_timeout
         )
+        self._checks = UpstreamChecks(
+            session, settings.health_backend_timeout, settings.health_backend_cache_ttl
+        )
 
     async def complete(self, route: ModelRoute, payload: Payload, stats: CallStats) -> Payload:
         deadline = time.monotonic() + self._settings.upstream_total_timeout
         response = await self._send(route, payload, stats, deadline)
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(_remaining(deadline)):
-                body = await response.read()
-        except TimeoutError:
-            raise UpstreamTimeoutError(f"The upstream for `{route.name}` timed out.") from None
-        except aiohttp.ClientError as exc:
-            raise _broken(route, exc) from exc
+            body = await self._read_body(route, response, deadline)
         finally:
             stats.upstream_seconds += time.perf_counter() - started
             response.release()
-        try:
-            result: Payload = orjson.loads(body)
-        except ValueError:
-            raise UpstreamError(f"The upstream for `{route.name}` sent invalid JSON.") from None
-        result["model"] = route.name
-        return result
+        return _completion(route, body)
+
+    async def _read_body(
+        self, route: ModelRoute, response: aiohttp.ClientResponse, deadline: float
+    ) -> bytes:
+        """The whole body, failing when the upstream goes silent for the chunk timeout."""
+        parts: list[bytes] = []
+        while True:
+            try:
+                timeout = min(self._settings.upstream_chunk_timeout, _remaining(deadline))
+                async with asyncio.timeout(timeout):
+                    part = await response.content.readany()
+            except TimeoutError:
+                log.warning(
+                    "upstream stopped sending its answer",
+                    extra={"model": route.name, "outcome": UpstreamTimeoutError.outcome},
+                )
+                raise UpstreamTimeoutError(
+                    f"The upstream for `{route.name}` stopped sending its answer."
+                ) from None
+            except aiohttp.ClientError as exc:
+                raise broken(route, exc) from exc
+            if not part:
+                return b"".join(parts)
+            parts.append(part)
 
     async def stream(
         self, route: ModelRoute, payload: Payload, stats: CallStats
@@ -82,15 +105,22 @@ class OpenAIBackend:
                     async with asyncio.timeout(timeout):
                         line = await response.content.readline()
                 except TimeoutError:
+                    log.warning(
+                        "upstream stopped streaming",
+                        extra={"model": route.name, "outcome": UpstreamTimeoutError.outcome},
+                    )
                     raise UpstreamTimeoutError(
                         f"The upstream for `{route.name}` stopped sending."
                     ) from None
                 except aiohttp.ClientError as exc:
-                    raise _broken(route, exc) from exc
+                    raise broken(route, exc, mid_stream=True) from exc
                 finally:
                     stats.upstream_seconds += time.perf_counter() - started
                 if not line:
-                    raise UpstreamError(f"The upstream for `{route.name}` ended the stream early.")
+                    # Without `[DONE]`: whether the answer is whole, the finish reasons tell
+                    # (the chat service checks them).
+                    finished = True
+                    return
                 data = _sse_data(line)
                 if data is None:
                     continue
@@ -108,22 +138,14 @@ class OpenAIBackend:
                 # learns that nobody is reading any more and stops generating.
                 response.close()
 
-    async def check(self, route: ModelRoute) -> None:
-        timeout = aiohttp.ClientTimeout(total=self._settings.health_backend_timeout)
-        try:
-            async with self._session.get(
-                _url(route, "models"), headers=_headers(route), timeout=timeout
-            ) as response:
-                if response.status >= 500:
-                    raise UpstreamError(f"upstream answered {response.status}")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise UpstreamError(f"upstream unreachable: {type(exc).__name__}") from exc
+    async def check(self, route: ModelRoute) -> BackendHealth:
+        return await self._checks.check(route, _url(route, "models"), _headers(route))
 
     async def _send(
         self, route: ModelRoute, payload: Payload, stats: CallStats, deadline: float
     ) -> aiohttp.ClientResponse:
         """POST until the upstream answers with something other than a retryable error."""
-        body = {**payload, "model": route.upstream_model or route.name}
+        body = _upstream_body(route, payload)
         retries = self._settings.upstream_max_retries
         for attempt in range(retries + 1):
             stats.attempts += 1
@@ -138,6 +160,10 @@ class OpenAIBackend:
                         timeout=self._connect_timeout,
                     )
             except TimeoutError:
+                log.warning(
+                    "upstream did not answer in time",
+                    extra={"model": route.name, "outcome": UpstreamTimeoutError.outcome},
+                )
                 raise UpstreamTimeoutError(
                     f"The upstream for `{route.name}` did not answer in time."
                 ) from None
@@ -145,7 +171,7 @@ class OpenAIBackend:
                 if attempt < retries and not isinstance(exc, aiohttp.ServerDisconnectedError):
                     await self._backoff(attempt, None, deadline)
                     continue
-                raise _broken(route, exc) from exc
+                raise broken(route, exc) from exc
             finally:
                 stats.upstream_seconds += time.perf_counter() - started
             if response.status < 400:
@@ -155,7 +181,7 @@ class OpenAIBackend:
                 response.release()
                 await self._backoff(attempt, retry_after, deadline)
                 continue
-            raise await _status_error(route, response)
+            raise await status_error(route, response)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _backoff(self, attempt: int, retry_after: str | None, deadline: float) -> None:
@@ -168,6 +194,60 @@ class OpenAIBackend:
         if delay >= _remaining(deadline):
             raise UpstreamTimeoutError("The upstream kept failing until the deadline.")
         await asyncio.sleep(delay)
+
+
+def _upstream_body(route: ModelRoute, payload: Payload) -> Payload:
+    body = {**payload, "model": route.upstream_model or route.name}
+    # Upstreams honour one name for the output limit and may ignore the other (llama.cpp
+    # ignores `max_completion_tokens`): send the client's limit under the route's name only.
+    limits = [body.pop(name) for name in TOKEN_LIMIT_FIELDS if name in body]
+    if limits:
+        body[route.max_tokens_field] = limits[0]
+    return body
+
+
+def _completion(route: ModelRoute, body: bytes) -> Payload:
+    """The upstream's answer if it is a chat completion; anything else is its failure."""
+    try:
+        result: Any = orjson.loads(body)
+    except ValueError:
+        result = None
+    if isinstance(result, dict) and "error" in result:
+        log.warning(
+            "upstream answered 2xx with an error",
+            extra={"model": route.name, "upstream_body": _logged(body)},
+        )
+        raise UpstreamError(
+            f"The upstream for `{route.name}` reported an error instead of an answer.",
+            code="upstream_error_response",
+        )
+    if not _is_chat_completion(result):
+        log.warning(
+            "upstream answered something that is not a chat completion",
+            extra={"model": route.name, "upstream_body": _logged(body)},
+        )
+        raise UpstreamInvalidResponseError(
+            f"The upstream for `{route.name}` answered with something that is not a chat "
+            "completion."
+        )
+    result["model"] = route.name
+    return dict(result)
+
+
+def _logged(body: bytes) -> str:
+    return body[:LOGGED_BODY_CHARS].decode(errors="replace")
+
+
+def _is_chat_completion(result: Any) -> bool:
+    if not isinstance(result, dict):
+        return False
+    choices = result.get("choices")
+    return (
+        isinstance(choices, list)
+        and bool(choices)
+        and all(isinstance(c, dict) and isinstance(c.get("message"), dict) for c in choices)
+        and result.get("object", "chat.completion") == "chat.completion"
+    )
 
 
 def _url(route: ModelRoute, path: str) -> str:
@@ -195,52 +275,23 @@ def _parse_chunk(route: ModelRoute, data: bytes) -> Payload:
     try:
         chunk: Any = orjson.loads(data)
     except ValueError:
-        raise UpstreamError(f"The upstream for `{route.name}` sent an invalid chunk.") from None
+        chunk = None
     if not isinstance(chunk, dict):
-        raise UpstreamError(f"The upstream for `{route.name}` sent an invalid chunk.")
+        raise UpstreamInvalidResponseError(
+            f"The upstream for `{route.name}` sent an invalid chunk."
+        )
     if "error" in chunk:
-        message = _error_message(chunk) or "The upstream reported an error mid-stream."
-        raise UpstreamError(message)
+        # Its text can carry what the client must not see; the log keeps it.
+        log.warning(
+            "upstream reported an error mid-stream",
+            extra={
+                "model": route.name,
+                "upstream_error": error_message(chunk) or str(chunk)[:LOGGED_BODY_CHARS],
+            },
+        )
+        raise UpstreamError(
+            f"The upstream for `{route.name}` reported an error mid-stream: the answer is "
+            "incomplete.",
+            code="upstream_stream_error",
+        )
     return chunk
-
-
-def _broken(route: ModelRoute, exc: Exception) -> UpstreamError:
-    log.warning(
-        "upstream connection failed",
-        extra={"model": route.name, "error": type(exc).__name__, "detail": str(exc)},
-    )
-    return UpstreamError(f"Could not reach the upstream for `{route.name}`.")
-
-
-async def _status_error(route: ModelRoute, response: aiohttp.ClientResponse) -> ChatServiceError:
-    status = response.status
-    try:
-        body: Any = orjson.loads(await response.read())
-    except (ValueError, aiohttp.ClientError):
-        body = None
-    finally:
-        response.release()
-    message = _error_message(body)
-    if status == 429:
-        return RateLimitError(message or f"The upstream for `{route.name}` is rate limited.")
-    if status >= 500:
-        log.warning("upstream error", extra={"model": route.name, "status": status})
-        return UpstreamError(f"The upstream for `{route.name}` failed with status {status}.")
-    error = body.get("error") if isinstance(body, dict) else None
-    details = error if isinstance(error, dict) else {}
-    return UpstreamClientError(
-        status,
-        message or f"The upstream rejected the request with status {status}.",
-        param=details.get("param"),
-        code=details.get("code"),
-    )
-
-
-def _error_message(body: Any) -> str | None:
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])
-        if isinstance(error, str):
-            return error
-    return None

@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from chatservice.observability.context import current_record
+
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {
     "message",
@@ -26,6 +28,13 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        request = current_record()
+        if request is not None:
+            # Every line logged while serving a request carries its id and, once known, its
+            # outcome, whoever logged it (the upstream client, SQLAlchemy, uvicorn).
+            entry["request_id"] = request.request_id
+            if request.outcome is not None:
+                entry["outcome"] = request.outcome
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value

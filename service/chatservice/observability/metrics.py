@@ -47,12 +47,18 @@ HTTP_IN_FLIGHT = Gauge(
 )
 CHAT_COMPLETIONS = Counter(
     "chatservice_chat_completions_total",
-    "Chat completions by model, streaming or not, and outcome.",
+    "Chat completion requests by model, streaming or not, and outcome (every request, also "
+    "those refused before the backend: model and stream are `-` when not known).",
     ["model", "stream", "outcome"],
 )
 TOKENS = Counter(
     "chatservice_tokens_total",
-    "Tokens by model and kind (prompt or completion), as reported by the backend.",
+    "Tokens by model and kind (prompt or completion), as reported by the backend or estimated.",
+    ["model", "kind"],
+)
+ESTIMATED_TOKENS = Counter(
+    "chatservice_tokens_estimated_total",
+    "The part of chatservice_tokens_total this service estimated (the upstream sent no usage).",
     ["model", "kind"],
 )
 TIME_TO_FIRST_TOKEN = Histogram(
@@ -63,7 +69,7 @@ TIME_TO_FIRST_TOKEN = Histogram(
 )
 UPSTREAM_ERRORS = Counter(
     "chatservice_upstream_errors_total",
-    "Failed upstream calls by model and error type.",
+    "Failed upstream calls by model and failure (connect, status, body, stream, timeout).",
     ["model", "error"],
 )
 GATEWAY_OVERHEAD = Histogram(

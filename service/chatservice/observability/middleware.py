@@ -16,8 +16,9 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from chatservice.config import CHAT_COMPLETIONS_PATH
 from chatservice.errors import INTERNAL_ERROR_MESSAGE, error_body
-from chatservice.observability import metrics
+from chatservice.observability import context, metrics
 
 log = logging.getLogger("chatservice.access")
 error_log = logging.getLogger("chatservice.errors")
@@ -44,6 +45,8 @@ class RequestContextMiddleware:
 
         request_id = _incoming_request_id(scope) or secrets.token_hex(16)
         scope.setdefault("state", {})["request_id"] = request_id
+        record = context.RequestRecord(request_id)
+        token = context.bind(record)
         started = time.perf_counter()
         status = CLIENT_CLOSED
         response_started = False
@@ -69,6 +72,7 @@ class RequestContextMiddleware:
             error_log.exception(
                 "unhandled error", extra={"request_id": request_id, "path": scope["path"]}
             )
+            record.outcome = "error"
             if not response_started:
                 status = 500
                 await _send_internal_error(send, request_id)
@@ -77,8 +81,15 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             route = _route_template(scope)
             status_class = metrics.status_class(status)
+            outcome = record.outcome or _outcome_of_status(status)
             metrics.child(metrics.HTTP_REQUESTS, method, route, status_class).inc()
             metrics.child(metrics.HTTP_DURATION, method, route).observe(elapsed)
+            if route == CHAT_COMPLETIONS_PATH:
+                # Here, not in the chat service, so requests refused before it (a bad key, an
+                # invalid body, an unknown model) are counted too.
+                stream = context.UNKNOWN if record.stream is None else str(record.stream).lower()
+                model = record.model or context.UNKNOWN
+                metrics.child(metrics.CHAT_COMPLETIONS, model, stream, outcome).inc()
             log.info(
                 "request",
                 extra={
@@ -86,9 +97,22 @@ class RequestContextMiddleware:
                     "method": method,
                     "route": route,
                     "status": status,
+                    "outcome": outcome,
                     "duration_ms": round(elapsed * 1000, 3),
                 },
             )
+            context.unbind(token)
+
+
+def _outcome_of_status(status: int) -> str:
+    """For responses no error class described (Starlette's own 404/405, CORS refusals, ...)."""
+    if status == CLIENT_CLOSED:
+        return "cancelled"
+    if status < 400:
+        return "success"
+    if status == 404:
+        return "not_found"
+    return "invalid_request" if status < 500 else "error"
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

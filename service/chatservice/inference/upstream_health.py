@@ -1,0 +1,81 @@
+"""Backend checks for `/health/`: one `GET /models` per upstream (base URL and key), shared by
+every route on it and by concurrent requests, and reused for a few seconds, so a public
+health endpoint cannot multiply into upstream calls."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import aiohttp
+import orjson
+
+from chatservice.config import ModelRoute
+from chatservice.inference.base import HEALTHY, BackendHealth
+
+
+@dataclass(frozen=True, slots=True)
+class _ModelList:
+    """One upstream's answer: the model ids it lists, or why there are none."""
+
+    ids: frozenset[str]
+    failure: BackendHealth | None = None
+
+
+class UpstreamChecks:
+    def __init__(self, session: aiohttp.ClientSession, timeout: float, ttl: float) -> None:
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._ttl = ttl
+        self._cache: dict[tuple[str, str], tuple[float, asyncio.Task[_ModelList]]] = {}
+
+    async def check(self, route: ModelRoute, url: str, headers: dict[str, str]) -> BackendHealth:
+        listing = await self._listing(url, headers)
+        if listing.failure is not None:
+            return listing.failure
+        model = route.upstream_model or route.name
+        if model not in listing.ids:
+            return BackendHealth("degraded", f"the upstream does not list the model `{model}`")
+        return HEALTHY
+
+    def _listing(self, url: str, headers: dict[str, str]) -> asyncio.Task[_ModelList]:
+        # The key is part of the cache key (hashed: this dict is no place for secrets), as two
+        # routes on one URL with different keys can get different answers.
+        secret = headers.get("Authorization", "").encode()
+        key = (url, hashlib.sha256(secret).hexdigest())
+        now = time.monotonic()
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        task = asyncio.ensure_future(self._fetch(url, headers))
+        self._cache[key] = (now + self._ttl, task)
+        return task
+
+    async def _fetch(self, url: str, headers: dict[str, str]) -> _ModelList:
+        try:
+            async with self._session.get(url, headers=headers, timeout=self._timeout) as response:
+                status = response.status
+                body = await response.read()
+        except TimeoutError:
+            return _failed("unavailable", "the upstream did not answer in time")
+        except aiohttp.ClientError as exc:
+            return _failed(
+                "unavailable", f"the upstream could not be reached ({type(exc).__name__})"
+            )
+        if status in (401, 403):
+            return _failed("degraded", f"the upstream refused this service's API key ({status})")
+        if status >= 400:
+            return _failed("degraded", f"the upstream answered GET /models with {status}")
+        try:
+            data = orjson.loads(body).get("data")
+            ids = frozenset(str(m["id"]) for m in data if isinstance(m, dict) and "id" in m)
+        except (ValueError, AttributeError, TypeError):
+            return _failed("degraded", "the upstream's GET /models is not a model list")
+        return _ModelList(ids)
+
+
+def _failed(status: Literal["degraded", "unavailable"], error: str) -> _ModelList:
+    return _ModelList(frozenset(), BackendHealth(status, error))
