@@ -32,7 +32,7 @@ from operator_harness import (
     DEPLOYMENTS,
     JOBS,
     Cluster,
-    ClusterEmulator,
+    ApiServerEmulator,
     Operator,
     declare,
     eventually,
@@ -42,7 +42,7 @@ from operator_specs import NEW, OLD, body, chatservice
 from chatservice_operator.builders import job_name
 
 
-class TimedEmulator(ClusterEmulator):
+class TimedEmulator(ApiServerEmulator):
     """Stamps every request on arrival, before any handling, and wakes whoever waits for one."""
 
     arrivals: list[tuple[float, Any]]

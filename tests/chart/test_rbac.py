@@ -33,12 +33,11 @@ def operator_rules(name: str) -> list[dict[str, Any]]:
     return rules
 
 
-def test_namespaced_operator_gets_a_role_and_only_the_cluster_rules_cluster_wide() -> None:
+def test_namespaced_operator_gets_a_role_and_nothing_cluster_scoped() -> None:
     rendered = render_values({})
     role = rendered.one("Role")
-    assert grants(role["rules"]) == grants(operator_rules("NAMESPACED_RULES"))
-    cluster_role = rendered.one("ClusterRole")
-    assert grants(cluster_role["rules"]) == grants(operator_rules("CLUSTER_RULES"))
+    assert grants(role["rules"]) == grants(operator_rules("RULES"))
+    assert rendered.of_kind("ClusterRole") == rendered.of_kind("ClusterRoleBinding") == []
 
 
 def test_cluster_wide_operator_gets_every_rule_in_one_cluster_role() -> None:
