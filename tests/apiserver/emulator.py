@@ -10,7 +10,9 @@ and the chart depend on it (kmock 0.8 answers otherwise):
 - server-side apply (`application/apply-patch+yaml`) with field managers: a field the manager
   applied before and no longer applies is removed, a field it applies is set (and restored if
   someone deleted it), fields of other managers are kept;
-- 429 with Retry-After on request (`throttle`), as priority-and-fairness answers.
+- 429 with Retry-After on request (`throttle`), as priority-and-fairness answers;
+- 401 for a bearer token other than the operator's. Requests without credentials are the
+  test's own, as cluster-admin.
 """
 
 from __future__ import annotations
@@ -69,6 +71,11 @@ def _status(code: int, reason: str, message: str, **extra: Any) -> aiohttp.web.R
     return aiohttp.web.json_response(body, status=code, **extra)
 
 
+def _page_not_found() -> aiohttp.web.Response:
+    """What the real server's mux answers for a path that no API serves."""
+    return aiohttp.web.Response(status=404, text="404 page not found\n")
+
+
 def _leaves(value: Any, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
     """Field paths of an applied configuration (lists are atomic here: a simplification)."""
     if isinstance(value, dict) and value:
@@ -113,7 +120,10 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         self._applied: dict[tuple[Any, str], set[tuple[str, ...]]] = {}
 
     async def _handle(self, request: Any) -> Any:
-        if request.headers.get("Authorization") == f"Bearer {OPERATOR_TOKEN}":
+        authorization = request.headers.get("Authorization")
+        if authorization is not None and authorization != f"Bearer {OPERATOR_TOKEN}":
+            return _status(401, "Unauthorized", "Unauthorized")
+        if authorization is not None:
             if self.throttle > 0:
                 self.throttle -= 1
                 return _status(
@@ -125,6 +135,9 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
                 self.forbidden.append(denied)
                 return _status(403, "Forbidden", denied)
         if request.resource is not None and request.resource.plural is not None:
+            declared = kmock.KubernetesScaffold._get_resources(self)
+            if not any(resource == request.resource for resource in declared):
+                return _page_not_found()  # kmock would store an object of any resource
             if request.action == kmock.action.CREATE:
                 refused = self._admit(request)
                 if refused is not None:
@@ -142,8 +155,7 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
 
     async def _render_error(self, exc: Exception) -> Any:
         if isinstance(exc, kmock.KubernetesEndpointNotFoundError | kmock.KubernetesResourceNotFoundError):
-            # What the real server's mux answers for a path no API serves.
-            return aiohttp.web.Response(status=404, text="404 page not found\n")
+            return _page_not_found()
         # A failed resourceVersion test is a 422 from a real API server (kmock says 500), and
         # Kopf relies on that status to retry its patch on the next cycle instead of failing.
         if isinstance(exc, jsonpatch.JsonPatchTestFailed):
