@@ -4,6 +4,7 @@ an API group that appears later, exec-plugin logins."""
 
 from __future__ import annotations
 
+import copy
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from operator_harness import (
     SERVICE_MONITORS,
     Cluster,
     Operator,
+    crd,
     eventually,
 )
 from operator_specs import OLD, body, job_for
@@ -191,3 +193,17 @@ async def test_an_exec_plugin_kubeconfig_logs_in(
                 await api.get("chatservice.dev/v1alpha1", "ChatService", NS, "chat")
     finally:
         await api.close()
+
+
+async def test_creating_the_crd_checks_its_defaults(cluster: Cluster) -> None:
+    url = f"{cluster.emulator.url}/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    async with cluster.session.post(url, json=crd()) as response:
+        assert response.status < 300  # kmock answers 200 where a real server says 201
+    broken = copy.deepcopy(crd())
+    broken["metadata"]["name"] = "broken.chatservice.dev"
+    spec = broken["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    rules = spec["properties"]["autoscaling"]["x-kubernetes-validations"]
+    rules[0]["rule"] = "self.minReplicas <= self.maxReplicas"  # without the has() guards
+    async with cluster.session.post(url, json=broken) as response:
+        assert response.status == 422
+        assert "properties[autoscaling].default: Invalid value" in (await response.json())["message"]
