@@ -31,6 +31,7 @@ PLURALS = {
     "PodDisruptionBudget": "poddisruptionbudgets",
     "ServiceMonitor": "servicemonitors",
     "ChatService": "chatservices",
+    "CustomResourceDefinition": "customresourcedefinitions",
 }
 MERGE_PATCH = "application/merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"  # JSON is YAML: the server takes a JSON body too
@@ -86,9 +87,11 @@ def contains(observed: Any, desired: Any) -> bool:
     return bool(observed == desired)
 
 
-def object_path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
+def object_path(api_version: str, kind: str, namespace: str | None, name: str | None = None) -> str:
+    """The REST path of a kind's collection, or of one object; namespace None: cluster-scoped."""
     prefix = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
-    path = f"{prefix}/namespaces/{namespace}/{PLURALS[kind]}"
+    scope = f"/namespaces/{namespace}" if namespace is not None else ""
+    path = f"{prefix}{scope}/{PLURALS[kind]}"
     return f"{path}/{name}" if name is not None else path
 
 
@@ -188,7 +191,7 @@ class KubeClient:
         """Server-side apply: the object becomes what we send in every field we manage, and a
         field we managed before but no longer send is removed (a merge patch would keep it)."""
         meta = obj["metadata"]
-        path = object_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        path = object_path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
         # force: we are the controller of our children; a hand edit of our fields is drift.
         params = {"fieldManager": FIELD_MANAGER, "force": "true"}
         status, body = await self._checked(

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+from pathlib import Path
 
 import kopf
 import prometheus_client
+import yaml
+
+from chatservice_operator.api import KubeClient
 
 
 def _namespaces(args: argparse.Namespace) -> list[str]:
@@ -32,12 +37,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz")
     parser.add_argument("--metrics-port", type=int, default=9090)
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument(
+        "--apply-crd",
+        type=Path,
+        metavar="FILE",
+        help="server-side apply this CustomResourceDefinition and exit (the chart's upgrade hook)",
+    )
     return parser
+
+
+async def apply_crd(path: Path) -> None:
+    """`helm upgrade` never touches a chart's crds/: its pre-upgrade hook runs this instead."""
+    from chatservice_operator.handlers import connection_info
+
+    crd = yaml.safe_load(path.read_text())
+    api = KubeClient(lambda: connection_info(kopf.OperatorSettings()))
+    try:
+        await api.apply(crd)
+    finally:
+        await api.close()
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.apply_crd is not None:
+        asyncio.run(apply_crd(args.apply_crd))
+        return
 
     namespaces = [] if args.all_namespaces else _namespaces(args)
     if not args.all_namespaces and not namespaces:

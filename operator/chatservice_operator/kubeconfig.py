@@ -96,5 +96,7 @@ def login_with_exec_plugin(settings: kopf.OperatorSettings) -> kopf.ConnectionIn
         certificate_data=status.get("clientCertificateData") or info.certificate_data,
         private_key_data=status.get("clientKeyData") or info.private_key_data,
         # Kopf logs in again when this passes, and so does our client (api.KubeClient).
-        expiration=datetime.fromisoformat(expiration.replace("Z", "+00:00")) if expiration else None,
+        expiration=datetime.fromisoformat(expiration.replace("Z", "+00:00"))
+        if expiration
+        else None,
     )

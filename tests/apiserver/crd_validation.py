@@ -73,7 +73,9 @@ def cel_errors(schema: Schema, value: Any, path: str) -> list[str]:
         try:
             result = _CEL.program(_CEL.compile(rule["rule"])).evaluate(activation)
         except celpy.CELEvalError as exc:
-            errors.append(f"{path}: Invalid value: {exc.args[0]} evaluating rule: {rule['message']}")
+            errors.append(
+                f"{path}: Invalid value: {exc.args[0]} evaluating rule: {rule['message']}"
+            )
             continue
         if isinstance(result, celpy.CELEvalError):
             errors.append(

@@ -49,11 +49,16 @@ class Grant:
     rules: tuple[Mapping[str, Any], ...]
     namespaces: frozenset[str] | None
 
-    def allows(self, verb: str, group: str, resource: str, namespace: str | None) -> bool:
+    def allows(
+        self, verb: str, group: str, resource: str, namespace: str | None, name: str | None
+    ) -> bool:
         if self.namespaces is not None and namespace not in self.namespaces:
             return False
         return any(
-            group in rule["apiGroups"] and resource in rule["resources"] and verb in rule["verbs"]
+            group in rule["apiGroups"]
+            and resource in rule["resources"]
+            and verb in rule["verbs"]
+            and ("resourceNames" not in rule or name in rule["resourceNames"])
             for rule in self.rules
         )
 
@@ -127,7 +132,9 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             if self.throttle > 0:
                 self.throttle -= 1
                 return _status(
-                    429, "TooManyRequests", "Too many requests, please try again later.",
+                    429,
+                    "TooManyRequests",
+                    "Too many requests, please try again later.",
                     headers={"Retry-After": "1"},
                 )
             denied = self._denied(request)
@@ -154,7 +161,9 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         return await super()._handle(request)
 
     async def _render_error(self, exc: Exception) -> Any:
-        if isinstance(exc, kmock.KubernetesEndpointNotFoundError | kmock.KubernetesResourceNotFoundError):
+        if isinstance(
+            exc, kmock.KubernetesEndpointNotFoundError | kmock.KubernetesResourceNotFoundError
+        ):
             return _page_not_found()
         # A failed resourceVersion test is a 422 from a real API server (kmock says 500), and
         # Kopf relies on that status to retry its patch on the next cycle instead of failing.
@@ -173,9 +182,13 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         if request.subresource:
             resource = f"{resource}/{request.subresource}"
         group = request.resource.group or ""
-        if self.grant.allows(verb, group, resource, request.namespace):
+        if self.grant.allows(verb, group, resource, request.namespace, request.name):
             return None
-        scope = f'in the namespace "{request.namespace}"' if request.namespace else "at the cluster scope"
+        scope = (
+            f'in the namespace "{request.namespace}"'
+            if request.namespace
+            else "at the cluster scope"
+        )
         return (
             f'{resource}{"." + group if group else ""} is forbidden: User "system:serviceaccount:'
             f'operator" cannot {verb} resource "{resource}" in API group "{group}" {scope}'
@@ -183,7 +196,10 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
 
     def _admit(self, request: Any) -> Any:
         group = request.resource.group or ""
-        if (group, request.resource.plural) == ("apiextensions.k8s.io", "customresourcedefinitions"):
+        if (group, request.resource.plural) == (
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+        ):
             errors = crd_validation.crd_errors(request.data)
         elif (group, request.resource.plural) in self.crds:
             crd = self.crds[group, request.resource.plural]
@@ -195,7 +211,9 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         if not errors:
             return None
         name = request.data.get("metadata", {}).get("name", "")
-        return _status(422, "Invalid", f'{request.resource.plural} "{name}" is invalid: ' + "; ".join(errors))
+        return _status(
+            422, "Invalid", f'{request.resource.plural} "{name}" is invalid: ' + "; ".join(errors)
+        )
 
     async def _apply(self, request: Any) -> aiohttp.web.Response:
         manager = request.params.get("fieldManager")
@@ -219,7 +237,13 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
                 if obj == existing.raw:  # a no-op apply writes nothing, as on a real server
                     return aiohttp.web.json_response(obj)
                 if obj.get("spec") != existing.raw.get("spec"):
-                    obj["metadata"]["generation"] = existing.raw["metadata"].get("generation", 1) + 1
+                    obj["metadata"]["generation"] = (
+                        existing.raw["metadata"].get("generation", 1) + 1
+                    )
+            if request.resource.plural == "customresourcedefinitions":
+                errors = crd_validation.crd_errors(obj)
+                if errors:
+                    return _status(422, "Invalid", "; ".join(errors))
             obj["metadata"]["resourceVersion"] = str(next(self._counter))
             self._applied[key, manager] = _leaves(applied)
             if event == "ADDED":

@@ -49,7 +49,9 @@ async def cluster(
 
 
 @pytest.fixture
-async def operator(cluster: Cluster, operator_namespaces: list[str] | None) -> AsyncIterator[Operator]:
+async def operator(
+    cluster: Cluster, operator_namespaces: list[str] | None
+) -> AsyncIterator[Operator]:
     runner = Operator(operator_namespaces)
     await runner.start()
     try:

@@ -206,4 +206,6 @@ async def test_creating_the_crd_checks_its_defaults(cluster: Cluster) -> None:
     rules[0]["rule"] = "self.minReplicas <= self.maxReplicas"  # without the has() guards
     async with cluster.session.post(url, json=broken) as response:
         assert response.status == 422
-        assert "properties[autoscaling].default: Invalid value" in (await response.json())["message"]
+        assert (
+            "properties[autoscaling].default: Invalid value" in (await response.json())["message"]
+        )

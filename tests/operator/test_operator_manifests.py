@@ -282,7 +282,6 @@ def test_rbac_manifests_grant_exactly_the_rules_in_the_module() -> None:
     ]
 
 
-
 def test_example_secrets_are_marked_as_placeholders() -> None:
     secrets = [d for d in load_all(K8S / "examples" / "secrets.yaml") if d["kind"] == "Secret"]
     assert secrets
