@@ -56,7 +56,7 @@ SERVICE_MONITORS = "monitoring.coreos.com/v1/servicemonitors"
 @functools.cache
 def chart_grant(*, cluster_wide: bool) -> Grant:
     """The operator's RBAC as the chart renders it (the one source the manifests share)."""
-    rendered = render_values({"operator": {"clusterWide": cluster_wide}})
+    rendered = render_values({"operator": {"clusterWide": cluster_wide}}).without_hooks()
     role = rendered.one("ClusterRole" if cluster_wide else "Role")
     return Grant(tuple(role["rules"]), None if cluster_wide else frozenset({NS}))
 

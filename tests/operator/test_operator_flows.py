@@ -288,3 +288,19 @@ async def test_autoscaling_owns_replicas_and_goes_when_switched_off(cluster: Clu
         lambda: cluster.get(DEPLOYMENTS, "chat")["spec"].get("replicas") == 2,  # type: ignore[index]
         message="replicas back in the Deployment",
     )
+
+
+@pytest.mark.usefixtures("operator")
+async def test_a_rollout_keeps_the_replicas_the_autoscaler_set(cluster: Cluster) -> None:
+    await install(cluster)
+    await cluster.patch(CHATSERVICES, "chat", {"spec": {"autoscaling": {"enabled": True}}})
+    hpas = "autoscaling/v2/horizontalpodautoscalers"
+    await eventually(lambda: cluster.names(hpas) == ["chat"], message="the HPA")
+    # The HPA scales the Deployment (through /scale on a real cluster).
+    await cluster.patch(DEPLOYMENTS, "chat", {"spec": {"replicas": 3}})
+    await cluster.patch(CHATSERVICES, "chat", {"spec": {"image": NEW}})
+    await eventually(lambda: cluster.get(JOBS, job_for(NEW)), message="the new migration Job")
+    await cluster.complete_job(job_for(NEW))
+    await eventually(lambda: image_of(cluster) == NEW, message="the Deployment at NEW")
+    # An apply without replicas would drop the field, and the server would default it to 1.
+    assert cluster.get(DEPLOYMENTS, "chat")["spec"].get("replicas") == 3  # type: ignore[index]
