@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 from pathlib import Path
+from typing import Any
 
 import kopf
 import prometheus_client
@@ -46,11 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def apply_crd(path: Path) -> None:
+async def apply_crd(crd: dict[str, Any]) -> None:
     """`helm upgrade` never touches a chart's crds/: its pre-upgrade hook runs this instead."""
+    # Imported here, like the handlers in main(): importing them registers Kopf handlers.
     from chatservice_operator.handlers import connection_info
 
-    crd = yaml.safe_load(path.read_text())
     api = KubeClient(lambda: connection_info(kopf.OperatorSettings()))
     try:
         await api.apply(crd)
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.apply_crd is not None:
-        asyncio.run(apply_crd(args.apply_crd))
+        asyncio.run(apply_crd(yaml.safe_load(args.apply_crd.read_text())))
         return
 
     namespaces = [] if args.all_namespaces else _namespaces(args)

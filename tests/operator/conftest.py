@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 import kmock
 import pytest
-from operator_harness import NS, Cluster, Operator, chart_grant, crd, declare
+from operator_harness import Cluster, Operator, chart_grant, crd, declare
 
 from tests.apiserver.emulator import OPERATOR_TOKEN, ApiServerEmulator
 
@@ -38,7 +38,7 @@ async def cluster(
         kubeconfig = tmp_path / "kubeconfig"
         kubeconfig.write_text(
             "apiVersion: v1\nkind: Config\ncurrent-context: kmock\n"
-            f"contexts: [{{name: kmock, context: {{cluster: kmock, user: kmock, namespace: {NS}}}}}]\n"
+            "contexts: [{name: kmock, context: {cluster: kmock, user: kmock}}]\n"
             f"clusters: [{{name: kmock, cluster: {{server: '{emulator.url}'}}}}]\n"
             f"users: [{{name: kmock, user: {{token: {OPERATOR_TOKEN}}}}}]\n"
         )

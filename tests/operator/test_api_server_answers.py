@@ -87,7 +87,7 @@ async def test_namespaced_operator_with_only_its_role_reconciles_within_seconds(
         elapsed = time.monotonic() - started
     finally:
         await runner.stop()
-    print(f"namespaced start to first reconcile: {elapsed:.2f} s")  # noqa: T201  (reported)
+    print(f"namespaced start to first reconcile: {elapsed:.2f} s")
     assert elapsed < 5
     # Kopf asked for nothing cluster-scoped (no namespace list, no CRD watch).
     assert cluster.emulator.forbidden == []

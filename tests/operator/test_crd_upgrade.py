@@ -35,7 +35,10 @@ async def test_the_upgrade_hook_applies_the_new_crd_in_place(tmp_path: Path) -> 
         url = f"{emulator.url}/apis/{CRDS}"
         installed = copy.deepcopy(crd())
         del installed["spec"]["versions"][0]["additionalPrinterColumns"]  # an older chart's CRD
-        async with aiohttp.ClientSession() as session, session.post(url, json=installed) as response:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(url, json=installed) as response,
+        ):
             assert response.status < 300
         uid = emulator.objects[kmock.resource(CRDS), None, installed["metadata"]["name"]]
         uid = uid["metadata"]["uid"]
@@ -66,8 +69,9 @@ async def test_the_upgrade_hook_applies_the_new_crd_in_place(tmp_path: Path) -> 
 
         stored = emulator.objects[kmock.resource(CRDS), None, installed["metadata"]["name"]]
         assert stored["metadata"]["uid"] == uid, "updated in place, never deleted and recreated"
-        assert stored["spec"]["versions"][0]["additionalPrinterColumns"] == (
-            crd()["spec"]["versions"][0]["additionalPrinterColumns"]
+        assert (
+            stored["spec"]["versions"][0]["additionalPrinterColumns"]
+            == (crd()["spec"]["versions"][0]["additionalPrinterColumns"])
         )
         assert emulator.forbidden == [], "the hook's ClusterRole grants exactly what it does"
         assert not any(r.method == "DELETE" for r in emulator)
