@@ -160,6 +160,11 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
                 self._track_versions(request)
         return await super()._handle(request)
 
+    async def _serve_server_version(self, request: Any) -> Any:
+        # kmock says 1.26 (k3s); the chart and the manifests need 1.30 or newer.
+        served: dict[str, str] = await super()._serve_server_version(request)
+        return {**served, "minor": "35", "gitVersion": "v1.35.0"}
+
     async def _render_error(self, exc: Exception) -> Any:
         if isinstance(
             exc, kmock.KubernetesEndpointNotFoundError | kmock.KubernetesResourceNotFoundError
