@@ -83,6 +83,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     if not await api.has_api_group(f"{GROUP}/{VERSION}"):
         # Without scanning Kopf would never notice the CRD arriving: exit, and the Deployment
         # starts us again (the chart and kustomize create the CRD first, so this is brief).
+        await api.close()
         raise kopf.PermanentError(f"the API {GROUP}/{VERSION} is not served: is the CRD installed?")
     memo.context = Context(api=api, service_monitors=await api.has_api_group(MONITORING_GROUP))
     # Kopf passes its indices to every handler by name; this one stays live after startup.

@@ -4,6 +4,7 @@ an API group that appears later, exec-plugin logins."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import sys
 import time
@@ -209,3 +210,18 @@ async def test_creating_the_crd_checks_its_defaults(cluster: Cluster) -> None:
         assert (
             "properties[autoscaling].default: Invalid value" in (await response.json())["message"]
         )
+
+
+async def test_the_operator_exits_when_the_chatservice_api_is_not_served(cluster: Cluster) -> None:
+    # Without scanning, Kopf would never notice the CRD arriving: exit, to be restarted.
+    del cluster.emulator.resources[CHATSERVICES]
+
+    def run() -> None:
+        asyncio.run(kopf.operator(clusterwide=True, settings=kopf.OperatorSettings()))
+
+    started = time.monotonic()
+    # Kopf's ActivityError is not public; its cause is our PermanentError.
+    with pytest.raises(Exception, match="One or more handlers failed") as raised:
+        await asyncio.wait_for(asyncio.to_thread(run), timeout=15)
+    assert "is not served: is the CRD installed?" in str(raised.value.__cause__)
+    assert time.monotonic() - started < 5
