@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+from pathlib import Path
+from typing import Any
 
 import kopf
 import prometheus_client
+import yaml
+
+from chatservice_operator.api import KubeClient
 
 
 def _namespaces(args: argparse.Namespace) -> list[str]:
@@ -32,12 +38,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz")
     parser.add_argument("--metrics-port", type=int, default=9090)
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument(
+        "--apply-crd",
+        type=Path,
+        metavar="FILE",
+        help="server-side apply this CustomResourceDefinition and exit (the chart's upgrade hook)",
+    )
     return parser
+
+
+async def apply_crd(crd: dict[str, Any]) -> None:
+    """`helm upgrade` never touches a chart's crds/: its pre-upgrade hook runs this instead."""
+    # Imported here, like the handlers in main(): importing them registers Kopf handlers.
+    from chatservice_operator.handlers import connection_info
+
+    api = KubeClient(lambda: connection_info(kopf.OperatorSettings()))
+    try:
+        await api.apply(crd)
+    finally:
+        await api.close()
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.apply_crd is not None:
+        asyncio.run(apply_crd(yaml.safe_load(args.apply_crd.read_text())))
+        return
 
     namespaces = [] if args.all_namespaces else _namespaces(args)
     if not args.all_namespaces and not namespaces:

@@ -15,6 +15,7 @@ import kopf
 
 from chatservice_operator.api import ApiError, KubeClient
 from chatservice_operator.builders import MANAGER
+from chatservice_operator.kubeconfig import login_with_exec_plugin
 from chatservice_operator.models import GROUP, PLURAL, VERSION
 from chatservice_operator.reconcile import Context, owner_of, reconcile
 
@@ -23,13 +24,16 @@ PREFIX = "chatservice.dev"
 # watched event reports (a hand-edited Service or ConfigMap), so it can be slow.
 DRIFT_INTERVAL = float(os.environ.get("CHATSERVICE_OPERATOR_DRIFT_SECONDS", "300"))
 RETRY_DELAY = 10
+MONITORING_GROUP = "monitoring.coreos.com"
 logger = logging.getLogger(__name__)
 OWNED = {"app.kubernetes.io/managed-by": MANAGER}
 
 
 def connection_info(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo:
-    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
-        settings=settings
+    info = (
+        kopf.login_with_service_account(settings=settings)
+        or login_with_exec_plugin(settings)
+        or kopf.login_with_kubeconfig(settings=settings)
     )
     if info is None:
         raise kopf.LoginError("No service account token and no kubeconfig found.")
@@ -47,6 +51,11 @@ async def _correct_drift(ctx: Context, keys: kopf.Index[tuple[str, str], None]) 
     deleted while the operator is down, with nothing outside the cluster to clean up."""
     while True:
         await asyncio.sleep(DRIFT_INTERVAL)
+        # A Prometheus Operator installed (or removed) after us is noticed here.
+        try:
+            ctx.service_monitors = await ctx.api.has_api_group(MONITORING_GROUP)
+        except (ApiError, aiohttp.ClientError):
+            logger.warning("Discovery of %s failed; asking again next pass", MONITORING_GROUP)
         for namespace, name in list(keys):
             try:
                 await reconcile(ctx, namespace, name, settings_children=True)
@@ -66,10 +75,17 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     settings.watching.server_timeout = 600
     settings.watching.client_timeout = 630
     settings.watching.connect_timeout = 10
+    # No cluster-wide scanning of namespaces and CRDs: a namespaced operator has only a Role,
+    # and Kopf would retry the forbidden namespace list with backoff before serving anything.
+    # The namespaces are the ones given; the ChatService API must be served at start-up.
+    settings.scanning.disabled = True
     api = KubeClient(lambda: connection_info(settings))
-    memo.context = Context(
-        api=api, service_monitors=await api.has_api_group("monitoring.coreos.com")
-    )
+    if not await api.has_api_group(f"{GROUP}/{VERSION}"):
+        # Without scanning Kopf would never notice the CRD arriving: exit, and the Deployment
+        # starts us again (the chart and kustomize create the CRD first, so this is brief).
+        await api.close()
+        raise kopf.PermanentError(f"the API {GROUP}/{VERSION} is not served: is the CRD installed?")
+    memo.context = Context(api=api, service_monitors=await api.has_api_group(MONITORING_GROUP))
     # Kopf passes its indices to every handler by name; this one stays live after startup.
     memo.drift = asyncio.create_task(_correct_drift(memo.context, kwargs["chatservice_keys"]))
 
@@ -91,7 +107,8 @@ async def _reconcile_or_retry(memo: kopf.Memo, namespace: str | None, name: str)
     try:
         await reconcile(memo.context, namespace, name, settings_children=True)
     except (ApiError, aiohttp.ClientError) as exc:
-        raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY) from exc
+        retry_after = exc.retry_after if isinstance(exc, ApiError) else None
+        raise kopf.TemporaryError(str(exc), delay=retry_after or RETRY_DELAY) from exc
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)

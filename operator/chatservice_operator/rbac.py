@@ -1,8 +1,8 @@
 """The API permissions the operator uses, as data: the RBAC manifests are rendered from these.
 
-Each rule is a dict in the shape of a Role rule: {"apiGroups", "resources", "verbs"}.
-`NAMESPACED_RULES` go in a Role in every watched namespace (a ClusterRole with
-`--all-namespaces`); `CLUSTER_RULES` are about cluster-scoped objects and need a ClusterRole.
+Each rule is a dict in the shape of a Role rule: {"apiGroups", "resources", "verbs"}. They go
+in a Role in every watched namespace (a ClusterRole with `--all-namespaces`). Nothing is
+cluster-scoped: Kopf's scanning of namespaces and CRDs is off (handlers.configure).
 """
 
 from typing import TypedDict
@@ -14,7 +14,7 @@ class Rule(TypedDict):
     verbs: list[str]
 
 
-NAMESPACED_RULES: list[Rule] = [
+RULES: list[Rule] = [
     # Kopf watches ChatServices and patches its progress annotations; we patch the status.
     {
         "apiGroups": ["chatservice.dev"],
@@ -62,14 +62,3 @@ NAMESPACED_RULES: list[Rule] = [
     # Kopf posts Warning/Normal events about ChatServices through the core API.
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
 ]
-
-CLUSTER_RULES: list[Rule] = [
-    # Kopf watches CRDs to notice the ChatService CRD (and its versions) appearing or changing.
-    {
-        "apiGroups": ["apiextensions.k8s.io"],
-        "resources": ["customresourcedefinitions"],
-        "verbs": ["list", "watch"],
-    },
-]
-
-RULES: list[Rule] = NAMESPACED_RULES + CLUSTER_RULES

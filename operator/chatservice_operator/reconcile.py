@@ -189,6 +189,12 @@ async def _reconcile(ctx: Context, namespace: str, name: str, settings_children:
     if decision.deployment_image is not None:
         checksum = builders.config_checksum(builders.build_configmap(cs))
         desired = builders.build_deployment(cs, decision.deployment_image, checksum)
+        if cs.spec.autoscaling.enabled and deployment_raw is not None:
+            # Server-side apply removes a field its manager stops sending, and the server then
+            # defaults replicas to 1 until the HPA acts: send the count the HPA has set.
+            replicas = deployment_raw.get("spec", {}).get("replicas")
+            if replicas is not None:
+                desired["spec"]["replicas"] = replicas
         await api.ensure(desired, deployment_raw, fetched=True)
     if decision.rollback:
         metrics.ROLLBACKS.inc()

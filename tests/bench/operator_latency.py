@@ -31,8 +31,8 @@ from operator_harness import (
     CHATSERVICES,
     DEPLOYMENTS,
     JOBS,
+    ApiServerEmulator,
     Cluster,
-    ClusterEmulator,
     Operator,
     declare,
     eventually,
@@ -42,7 +42,7 @@ from operator_specs import NEW, OLD, body, chatservice
 from chatservice_operator.builders import job_name
 
 
-class TimedEmulator(ClusterEmulator):
+class TimedEmulator(ApiServerEmulator):
     """Stamps every request on arrival, before any handling, and wakes whoever waits for one."""
 
     arrivals: list[tuple[float, Any]]

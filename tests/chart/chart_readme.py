@@ -36,19 +36,21 @@ kubectl -n chatservice create secret generic chatservice-database \\
 kubectl -n chatservice create secret generic chatservice-admin \\
   --from-literal=key="$(openssl rand -hex 32)"
 helm install chatservice charts/chatservice -n chatservice
-# The first install on a cluster without the CRD defers the ChatService (NOTES.txt says so):
-helm upgrade chatservice charts/chatservice -n chatservice --reuse-values
 kubectl -n chatservice wait chatservice/chatservice --for=condition=Ready --timeout=10m
 helm test chatservice -n chatservice
 ```
 
-- **CRD**: shipped in `templates/` (gated by `crds.enabled`), so `helm upgrade` upgrades it too;
-  annotated `helm.sh/resource-policy: keep`, so `helm uninstall` leaves it and every ChatService
-  (and so the service's data) in place. Delete it by hand to remove ChatService for good.
-- **First install**: Helm maps every object to an API before creating any, so a ChatService
-  cannot be created in the same step as its first CRD. The chart renders the ChatService only
-  where `chatservice.dev/v1alpha1` is served: a first install on a fresh cluster creates the
-  CRD and the operator, and one `helm upgrade --reuse-values` adds the ChatService.
+- **CRD**: shipped in `crds/`, so the first `helm install` creates it (and waits for it) before
+  the templates, and the ChatService from values is part of that first install. Helm never
+  changes `crds/` on upgrade, so a `pre-upgrade` hook Job (`chatservice-operator --apply-crd`,
+  a ClusterRole that may patch this one CRD only, deleted once it succeeded) server-side
+  applies the chart's CRD in place; `helm upgrade` patches the ChatService in place too.
+  Neither is ever deleted and recreated (every ChatService's children would go with it), and
+  `helm uninstall` leaves the CRD and every ChatService (and so the service's data) alone.
+  Other charts' patterns were weighed: CRD and ChatService both in `templates/` fail the first
+  install (Helm maps every object to an API before creating any); a separate CRD chart needs a
+  second command; a ChatService as a post-install hook is not part of the release afterwards;
+  the operator creating it from values answers only after `helm install` has returned.
 - **Operator scope**: namespaced by default (a Role in the release namespace, `--namespace`);
   `operator.clusterWide=true` makes it a ClusterRole and `--all-namespaces`.
 - **Secrets**: the ChatService reads the database URL and the admin key from Secrets. Name

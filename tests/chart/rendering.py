@@ -23,6 +23,8 @@ NAMESPACE = "chatservice"
 MONITORING_API = "monitoring.coreos.com/v1"
 # Served once the chart's CRD is installed: on every upgrade, but not on the very first install.
 CHATSERVICE_API = "chatservice.dev/v1alpha1"
+# Installed by Helm as they are (never templated), before the templates, on `helm install` only.
+CRD_FILE = CHART_DIR / "crds" / "chatservices.chatservice.dev.yaml"
 # The newest Kubernetes minor both kubernetes-validate's schemas and current kind node images cover.
 KUBERNETES_VERSION = "1.35.0"
 
@@ -44,8 +46,7 @@ class Scenario:
 
     def creates_chatservice(self) -> bool:
         """Whether this render should hold the ChatService from values."""
-        wanted = self.load_values().get("chatService", {}).get("create", True)
-        return bool(wanted) and CHATSERVICE_API in self.api_versions
+        return bool(self.load_values().get("chatService", {}).get("create", True))
 
     def load_values(self) -> dict[str, Any]:
         merged: dict[str, Any] = {}
@@ -74,6 +75,15 @@ class Rendered:
 
     objects: list[tuple[str, Manifest]]
     notes: str
+
+    def without_hooks(self) -> Rendered:
+        """The objects the release keeps (hooks run and go: `helm test`, the CRD upgrade)."""
+        kept = [
+            (source, obj)
+            for source, obj in self.objects
+            if "helm.sh/hook" not in (obj["metadata"].get("annotations") or {})
+        ]
+        return Rendered(objects=kept, notes=self.notes)
 
     def manifests(self) -> list[Manifest]:
         return [obj for _, obj in self.objects]
@@ -157,6 +167,11 @@ def render_values(
         if not source.endswith("NOTES.txt"):
             objects += _split(source, text)
     return Rendered(objects=objects, notes=notes)
+
+
+def chart_crd() -> Manifest:
+    crd: Manifest = yaml.safe_load(CRD_FILE.read_text())
+    return crd
 
 
 def render(scenario: Scenario) -> Rendered:

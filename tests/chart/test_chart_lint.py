@@ -26,7 +26,8 @@ def test_packaged_chart_keeps_what_an_install_needs(tmp_path: Path) -> None:
     with helm_python.Chart.load(archive) as chart:
         assert chart.schema is not None, "values.schema.json must ship, or nothing is validated"
         names = {f["name"] for f in chart.files}
-        assert {"README.md", "files/crd.yaml"} <= names
+        assert "README.md" in names
+        assert [crd["name"] for crd in chart.crds] == ["crds/chatservices.chatservice.dev.yaml"]
         templates = {t["name"] for t in chart.templates}
         assert "templates/tests/test-health.yaml" in templates
         assert chart.metadata["kubeVersion"]

@@ -1,63 +1,29 @@
-"""The chart's CRD is k8s/base/crd.yaml (the operator's source of truth) plus the chart's labels
-and keep annotation, nothing else; and the chart's ChatService fits it."""
+"""The chart's CRD (crds/) is k8s/base/crd.yaml (the operator's source of truth) byte for byte,
+and the pre-upgrade hook applies exactly that CRD, with a ClusterRole for that CRD only."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
-import pytest
 import yaml
 
-from .rendering import CHART_DIR, REPO_ROOT, render_values
+from .rendering import CHART_DIR, CRD_FILE, REPO_ROOT, Rendered, chart_crd, render_values
 
 SOURCE = REPO_ROOT / "k8s" / "base" / "crd.yaml"
-CHART_COPY = CHART_DIR / "files" / "crd.yaml"
-
-
-def _without_chart_metadata(crd: dict[str, Any]) -> dict[str, Any]:
-    """The CRD without the standard labels and the keep annotation, which the chart sets."""
-    stripped = copy.deepcopy(crd)
-    metadata = stripped["metadata"]
-    labels = {
-        key: value
-        for key, value in metadata.pop("labels", {}).items()
-        if not key.startswith(("app.kubernetes.io/", "helm.sh/"))
-    }
-    annotations = {
-        key: value
-        for key, value in metadata.pop("annotations", {}).items()
-        if key != "helm.sh/resource-policy"
-    }
-    if labels:
-        metadata["labels"] = labels
-    if annotations:
-        metadata["annotations"] = annotations
-    return stripped
+HOOK = "templates/crd-upgrade.yaml"
 
 
 def test_chart_crd_is_the_operator_crd() -> None:
-    if not SOURCE.exists():
-        pytest.skip(f"{SOURCE.relative_to(REPO_ROOT)} not on this branch yet (operator branch)")
-    source = yaml.safe_load(SOURCE.read_text())
-    rendered = render_values({}).one("CustomResourceDefinition")
-    assert _without_chart_metadata(rendered) == _without_chart_metadata(source), (
+    assert CRD_FILE.read_text() == SOURCE.read_text(), (
         f"the chart's CRD drifted: cp {SOURCE.relative_to(REPO_ROOT)} "
-        f"{CHART_COPY.relative_to(REPO_ROOT)}"
+        f"{CRD_FILE.relative_to(REPO_ROOT)}"
     )
-
-
-def test_the_rendered_crd_adds_only_labels_and_the_keep_annotation() -> None:
-    chart_copy = yaml.safe_load(CHART_COPY.read_text())
-    rendered = render_values({}).one("CustomResourceDefinition")
-    assert _without_chart_metadata(rendered) == _without_chart_metadata(chart_copy)
-    assert rendered["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert [p.name for p in (CHART_DIR / "crds").iterdir()] == [CRD_FILE.name]
 
 
 def test_every_status_field_the_brief_names_is_in_the_schema() -> None:
     # Kopf silently loses status fields that the CRD schema does not declare.
-    crd = render_values({}).one("CustomResourceDefinition")
-    (version,) = [v for v in crd["spec"]["versions"] if v["storage"]]
+    (version,) = [v for v in chart_crd()["spec"]["versions"] if v["storage"]]
     status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
     for field in ("observedGeneration", "phase", "currentImage", "conditions"):
         assert field in status
@@ -81,7 +47,39 @@ def _malformed_properties(schema: Any, path: str) -> list[str]:
 def test_crd_schema_declares_every_object_field() -> None:
     # An object schema whose `properties` is null declares no field: the API server prunes
     # whatever a user writes there, so the setting is silently lost.
-    crd = render_values({}).one("CustomResourceDefinition")
-    for version in crd["spec"]["versions"]:
+    for version in chart_crd()["spec"]["versions"]:
         schema = version["schema"]["openAPIV3Schema"]
         assert _malformed_properties(schema, version["name"]) == []
+
+
+def hook_objects(rendered: Rendered) -> dict[str, dict[str, Any]]:
+    return {obj["kind"]: obj for source, obj in rendered.objects if source.endswith(HOOK)}
+
+
+def test_the_upgrade_hook_applies_the_chart_crd_and_may_patch_only_it() -> None:
+    hook = hook_objects(render_values({}))
+    assert set(hook) == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Job"}
+    for obj in hook.values():
+        annotations = obj["metadata"]["annotations"]
+        # pre-upgrade only: on install Helm creates crds/ itself.
+        assert annotations["helm.sh/hook"] == "pre-upgrade"
+        assert "hook-succeeded" in annotations["helm.sh/hook-delete-policy"]
+    assert int(hook["Job"]["metadata"]["annotations"]["helm.sh/hook-weight"]) > int(
+        hook["ClusterRole"]["metadata"]["annotations"]["helm.sh/hook-weight"]
+    )
+    assert yaml.safe_load(hook["ConfigMap"]["data"]["crd.yaml"]) == chart_crd()
+    assert hook["ClusterRole"]["rules"] == [
+        {
+            "apiGroups": ["apiextensions.k8s.io"],
+            "resources": ["customresourcedefinitions"],
+            "resourceNames": ["chatservices.chatservice.dev"],
+            "verbs": ["patch"],
+        }
+    ]
+    pod = hook["Job"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == hook["ServiceAccount"]["metadata"]["name"]
+    assert pod["containers"][0]["command"] == ["chatservice-operator", "--apply-crd=/crd/crd.yaml"]
+
+
+def test_the_upgrade_hook_can_be_left_out() -> None:
+    assert hook_objects(render_values({"crds": {"enabled": False}})) == {}

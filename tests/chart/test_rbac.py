@@ -33,29 +33,28 @@ def operator_rules(name: str) -> list[dict[str, Any]]:
     return rules
 
 
-def test_namespaced_operator_gets_a_role_and_only_the_cluster_rules_cluster_wide() -> None:
-    rendered = render_values({})
+def test_namespaced_operator_gets_a_role_and_nothing_cluster_scoped() -> None:
+    rendered = render_values({}).without_hooks()
     role = rendered.one("Role")
-    assert grants(role["rules"]) == grants(operator_rules("NAMESPACED_RULES"))
-    cluster_role = rendered.one("ClusterRole")
-    assert grants(cluster_role["rules"]) == grants(operator_rules("CLUSTER_RULES"))
+    assert grants(role["rules"]) == grants(operator_rules("RULES"))
+    assert rendered.of_kind("ClusterRole") == rendered.of_kind("ClusterRoleBinding") == []
 
 
 def test_cluster_wide_operator_gets_every_rule_in_one_cluster_role() -> None:
-    rendered = render_values({"operator": {"clusterWide": True}})
+    rendered = render_values({"operator": {"clusterWide": True}}).without_hooks()
     assert rendered.of_kind("Role") == []
     cluster_role = rendered.one("ClusterRole")
     assert grants(cluster_role["rules"]) == grants(operator_rules("RULES"))
 
 
 def test_no_wildcards_and_no_secret_access() -> None:
-    rendered = render_values({"operator": {"clusterWide": True}})
+    rendered = render_values({"operator": {"clusterWide": True}}).without_hooks()
     for group, resource, verb in grants(rendered.one("ClusterRole")["rules"]):
         assert "*" not in (group, resource, verb)
         assert resource != "secrets", "the operator passes Secret references, it never reads them"
 
 
 def test_rbac_can_be_left_to_the_cluster_admin() -> None:
-    rendered = render_values({"rbac": {"create": False}})
+    rendered = render_values({"rbac": {"create": False}}).without_hooks()
     for kind in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"):
         assert rendered.of_kind(kind) == []

@@ -27,7 +27,8 @@ def test_deploy_values_pass_a_dry_run_install() -> None:
     objects = [doc for doc in yaml.safe_load_all(release["manifest"]) if doc]
     (operator,) = [obj for obj in objects if obj["kind"] == "Deployment"]
     assert operator["spec"]["template"]["spec"]["containers"][0]["image"] == (target.operator_image)
-    # A client-side dry run knows no CRD, like a first install: the ChatService is deferred.
-    assert not [obj for obj in objects if obj["kind"] == "ChatService"]
-    assert "helm upgrade chatservice" in release["notes"]
+    # A client-side dry run knows no CRD, like a first install: the ChatService is part of it.
+    (chatservice,) = [obj for obj in objects if obj["kind"] == "ChatService"]
+    assert chatservice["metadata"]["namespace"] == target.namespace
+    assert "helm upgrade" not in release["notes"]
     assert target.database_secret in release["notes"]

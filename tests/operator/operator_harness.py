@@ -7,19 +7,22 @@ every change reaches the operator as a watch event, as it would from a real API 
 from __future__ import annotations
 
 import asyncio
-import itertools
+import functools
 import json
 import os
 import threading
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
-import jsonpatch
 import kmock
 import pytest
+import yaml
+
+from tests.apiserver.emulator import ApiServerEmulator, Grant
+from tests.chart.rendering import render_values
 
 # The drift pass is slow in production; here it is short, so that every flow also runs with
 # its extra reconciliations interleaved (they must change nothing). Set before import.
@@ -28,13 +31,12 @@ os.environ.setdefault("CHATSERVICE_OPERATOR_DRIFT_SECONDS", "2")
 import kopf
 
 import chatservice_operator.handlers  # noqa: F401  (registers the handlers)
-from chatservice_operator.api import contains
-from chatservice_operator.rbac import RULES
 
 CHATSERVICES = "chatservice.dev/v1alpha1/chatservices"
 JOBS = "batch/v1/jobs"
 DEPLOYMENTS = "apps/v1/deployments"
 NS = "ns"
+CRD_PATH = Path(__file__).resolve().parents[2] / "k8s" / "base" / "crd.yaml"
 
 RESOURCES = {
     CHATSERVICES: ("ChatService", True),
@@ -51,46 +53,18 @@ RESOURCES = {
 SERVICE_MONITORS = "monitoring.coreos.com/v1/servicemonitors"
 
 
-class ClusterEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
-    """kmock plus the API-server behaviour the operator relies on and kmock 0.8 lacks:
-    uid, resourceVersion (Kopf's JSON patches test it), metadata.generation bumped on spec
-    changes, and generateName (Kopf's events)."""
+@functools.cache
+def chart_grant(*, cluster_wide: bool) -> Grant:
+    """The operator's RBAC as the chart renders it (the one source the manifests share)."""
+    rendered = render_values({"operator": {"clusterWide": cluster_wide}}).without_hooks()
+    role = rendered.one("ClusterRole" if cluster_wide else "Role")
+    return Grant(tuple(role["rules"]), None if cluster_wide else frozenset({NS}))
 
-    _counter = itertools.count(1)
 
-    async def _handle(self, request: Any) -> Any:
-        if request.resource is not None and request.action == kmock.action.CREATE:
-            meta = request.data.setdefault("metadata", {})
-            meta.update(uid=str(uuid.uuid4()), resourceVersion=str(next(self._counter)))
-            meta.setdefault("generation", 1)
-            if "name" not in meta and "generateName" in meta:
-                meta["name"] = f"{meta['generateName']}{next(self._counter)}"
-        elif request.resource is not None and request.action == kmock.action.UPDATE:
-            self._track_versions(request)
-        return await super()._handle(request)
-
-    async def _render_error(self, exc: Exception) -> Any:
-        # A failed resourceVersion test is a 422 from a real API server (kmock says 500), and
-        # Kopf relies on that status to retry its patch on the next cycle instead of failing.
-        if isinstance(exc, jsonpatch.JsonPatchTestFailed):
-            exc = kmock.KubernetesError(status=422, reason="Invalid", message=str(exc))
-        return await super()._render_error(exc)
-
-    def _track_versions(self, request: Any) -> None:
-        key = (request.resource, request.namespace, request.name)
-        if key not in self.objects or self.objects[key].deleted:
-            return
-        current = self.objects[key].raw
-        version = str(next(self._counter))
-        data = request.data
-        if isinstance(data, list):  # a JSON patch (Kopf's): its test op sees the old version
-            data.append({"op": "add", "path": "/metadata/resourceVersion", "value": version})
-            return
-        meta = data.setdefault("metadata", {})
-        meta["resourceVersion"] = version
-        spec_changed = "spec" in data and not contains(current.get("spec", {}), data["spec"])
-        if request.subresource is None and spec_changed:
-            meta["generation"] = current["metadata"].get("generation", 1) + 1
+@functools.cache
+def crd() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(CRD_PATH.read_text())
+    return loaded
 
 
 def now() -> str:
@@ -100,7 +74,7 @@ def now() -> str:
 class Cluster:
     """Reads kmock's store; writes over HTTP (so that watchers see events)."""
 
-    def __init__(self, emulator: ClusterEmulator, session: aiohttp.ClientSession) -> None:
+    def __init__(self, emulator: ApiServerEmulator, session: aiohttp.ClientSession) -> None:
         self.emulator = emulator
         self.session = session
 
@@ -154,36 +128,6 @@ class Cluster:
     def events(self, reason: str | None = None) -> list[dict[str, Any]]:
         posted = [r.data for r in self.requests("POST", "/events")]
         return [e for e in posted if reason is None or e.get("reason") == reason]
-
-    def unpermitted_requests(self) -> list[str]:
-        """The operator's API requests (its own and Kopf's) that its RBAC rules do not grant."""
-        verbs = {
-            kmock.action.FETCH: "get",
-            kmock.action.LIST: "list",
-            kmock.action.WATCH: "watch",
-            kmock.action.CREATE: "create",
-            kmock.action.UPDATE: "patch",
-            kmock.action.DELETE: "delete",
-        }
-        denied = []
-        for request in self.emulator:
-            agent = request.headers.get("User-Agent", "")
-            ours = agent == "chatservice-operator" or agent.startswith("kopf/")
-            discovery = request.resource is None or request.resource.plural is None
-            if not ours or discovery or request.action not in verbs:
-                continue  # the test's own requests, or API discovery (granted to everyone)
-            resource = request.resource.plural
-            if request.subresource:
-                resource = f"{resource}/{request.subresource}"
-            verb = verbs[request.action]
-            if not any(
-                request.resource.group in rule["apiGroups"]
-                and resource in rule["resources"]
-                and verb in rule["verbs"]
-                for rule in RULES
-            ):
-                denied.append(f"{verb} {request.resource.group}/{resource}")
-        return denied
 
     # --- the controllers the tests play -------------------------------------------------
     async def complete_job(self, name: str) -> None:
@@ -249,7 +193,9 @@ class Operator:
     every task started after it, which in the test's loop would include pytest's teardown.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, namespaces: list[str] | None = None) -> None:
+        # None: cluster-wide, as `--all-namespaces`; else the namespaces, as `--namespace`.
+        self.namespaces = namespaces
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.error: BaseException | None = None
@@ -258,7 +204,8 @@ class Operator:
         try:
             asyncio.run(
                 kopf.operator(
-                    clusterwide=True,  # kmock 0.8 cannot list namespaces
+                    clusterwide=self.namespaces is None,
+                    namespaces=self.namespaces or [],
                     settings=kopf.OperatorSettings(),
                     stop_flag=self._stop,
                     ready_flag=ready,
@@ -283,7 +230,7 @@ class Operator:
         assert self.error is None, f"the operator crashed: {self.error!r}"
 
 
-def declare(emulator: ClusterEmulator, *, service_monitors: bool) -> None:
+def declare(emulator: ApiServerEmulator, *, service_monitors: bool) -> None:
     resources = dict(RESOURCES)
     if service_monitors:
         resources[SERVICE_MONITORS] = ("ServiceMonitor", True)

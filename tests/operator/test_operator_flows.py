@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import kmock
 import pytest
 from operator_harness import (
     CHATSERVICES,
     DEPLOYMENTS,
     JOBS,
+    NS,
     SERVICE_MONITORS,
     Cluster,
     Operator,
@@ -204,10 +206,24 @@ async def test_paused_changes_nothing(cluster: Cluster) -> None:
     await eventually(lambda: cluster.get(JOBS, job_for(NEW)), message="the Job after unpausing")
 
 
-@pytest.mark.usefixtures("operator")
 async def test_invalid_spec_gets_a_condition_and_no_retry_loop(cluster: Cluster) -> None:
-    # kmock does not validate against the CRD; a cluster would reject this one at admission.
-    await cluster.create(CHATSERVICES, body(autoscaling={"minReplicas": 5, "maxReplicas": 2}))
+    invalid = body(autoscaling={"minReplicas": 5, "maxReplicas": 2})
+    with pytest.raises(AssertionError, match="minReplicas must be <= maxReplicas"):
+        await cluster.create(CHATSERVICES, invalid)  # refused at admission, as by a real server
+    # One stored before its CRD had the rule (an older CRD, or a validation-free copy).
+    cluster.emulator.objects[kmock.resource(CHATSERVICES), NS, "chat"] = {
+        **invalid,
+        "metadata": {**invalid["metadata"], "uid": "uid-1", "generation": 1},
+    }
+    runner = Operator()
+    await runner.start()
+    try:
+        await _invalid_spec_flow(cluster)
+    finally:
+        await runner.stop()
+
+
+async def _invalid_spec_flow(cluster: Cluster) -> None:
     await eventually(lambda: condition(cluster, "Degraded") == ("True", "InvalidSpec"))
     message = next(
         c["message"] for c in status(cluster)["conditions"] if c["reason"] == "InvalidSpec"
@@ -272,3 +288,19 @@ async def test_autoscaling_owns_replicas_and_goes_when_switched_off(cluster: Clu
         lambda: cluster.get(DEPLOYMENTS, "chat")["spec"].get("replicas") == 2,  # type: ignore[index]
         message="replicas back in the Deployment",
     )
+
+
+@pytest.mark.usefixtures("operator")
+async def test_a_rollout_keeps_the_replicas_the_autoscaler_set(cluster: Cluster) -> None:
+    await install(cluster)
+    await cluster.patch(CHATSERVICES, "chat", {"spec": {"autoscaling": {"enabled": True}}})
+    hpas = "autoscaling/v2/horizontalpodautoscalers"
+    await eventually(lambda: cluster.names(hpas) == ["chat"], message="the HPA")
+    # The HPA scales the Deployment (through /scale on a real cluster).
+    await cluster.patch(DEPLOYMENTS, "chat", {"spec": {"replicas": 3}})
+    await cluster.patch(CHATSERVICES, "chat", {"spec": {"image": NEW}})
+    await eventually(lambda: cluster.get(JOBS, job_for(NEW)), message="the new migration Job")
+    await cluster.complete_job(job_for(NEW))
+    await eventually(lambda: image_of(cluster) == NEW, message="the Deployment at NEW")
+    # An apply without replicas would drop the field, and the server would default it to 1.
+    assert cluster.get(DEPLOYMENTS, "chat")["spec"].get("replicas") == 3  # type: ignore[index]

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from chatservice_operator import builders
 from chatservice_operator.models import ChatServiceSpec, ChatServiceStatus
-from chatservice_operator.rbac import CLUSTER_RULES, NAMESPACED_RULES
+from chatservice_operator.rbac import RULES
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
@@ -206,8 +206,6 @@ def test_cel_rules_reject_what_they_promise(change: dict[str, Any], message: str
 def test_kustomize_renders_the_base() -> None:
     kinds = sorted(doc["kind"] for doc in kustomize(K8S))
     assert kinds == [
-        "ClusterRole",
-        "ClusterRoleBinding",
         "CustomResourceDefinition",
         "Deployment",
         "Namespace",
@@ -271,8 +269,8 @@ def test_operator_deployment_runs_one_restricted_replica_with_liveness() -> None
 
 def test_rbac_manifests_grant_exactly_the_rules_in_the_module() -> None:
     docs = {doc["kind"]: doc for doc in kustomize(K8S)}
-    assert docs["Role"]["rules"] == NAMESPACED_RULES
-    assert docs["ClusterRole"]["rules"] == CLUSTER_RULES
+    assert docs["Role"]["rules"] == RULES
+    assert "ClusterRole" not in docs, "a namespaced operator needs nothing cluster-scoped"
     binding = docs["RoleBinding"]
     assert binding["roleRef"]["name"] == docs["Role"]["metadata"]["name"]
     assert binding["subjects"] == [
@@ -282,9 +280,6 @@ def test_rbac_manifests_grant_exactly_the_rules_in_the_module() -> None:
             "namespace": "chatservice-system",
         }
     ]
-    cluster_binding = docs["ClusterRoleBinding"]
-    assert cluster_binding["roleRef"]["name"] == docs["ClusterRole"]["metadata"]["name"]
-    assert cluster_binding["subjects"] == binding["subjects"]
 
 
 def test_example_secrets_are_marked_as_placeholders() -> None:

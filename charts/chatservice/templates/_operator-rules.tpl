@@ -1,8 +1,8 @@
 {{/*
 The operator's RBAC rules: exactly the verbs it uses, no more. The source of truth is
 chatservice_operator/rbac.py; tests/chart/test_rbac.py fails when these lists drift from it.
-Namespaced rules go in a Role in the watched namespace (a ClusterRole when cluster-wide);
-cluster rules are about cluster-scoped objects and always need a ClusterRole.
+They go in a Role in the watched namespace (a ClusterRole when cluster-wide). Nothing is
+cluster-scoped: the operator turns off Kopf's scanning of namespaces and CRDs.
 */}}
 {{- define "chatservice.operator.namespacedRules" -}}
 - apiGroups: ["chatservice.dev"]
@@ -35,10 +35,4 @@ cluster rules are about cluster-scoped objects and always need a ClusterRole.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
-{{- end }}
-
-{{- define "chatservice.operator.clusterRules" -}}
-- apiGroups: ["apiextensions.k8s.io"]
-  resources: ["customresourcedefinitions"]
-  verbs: ["list", "watch"]
 {{- end }}
