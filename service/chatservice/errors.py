@@ -53,6 +53,12 @@ class NotFoundError(ChatServiceError):
     default_code = "not_found"
 
 
+class RequestTooLargeError(ChatServiceError):
+    status_code = 413
+    error_type = "invalid_request_error"
+    default_code = "request_too_large"
+
+
 class RateLimitError(ChatServiceError):
     status_code = 429
     error_type = "rate_limit_error"
@@ -70,6 +76,20 @@ class UpstreamError(ChatServiceError):
 class ServiceUnavailableError(ChatServiceError):
     status_code = 503
     error_type = "server_error"
+    default_code = "service_unavailable"
+
+
+class TooManyAuthenticationFailuresError(ChatServiceError):
+    """Too many wrong keys from one client address: refused before the key is looked up."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "too_many_authentication_failures"
+
+
+class DatabaseUnavailableError(ServiceUnavailableError):
+    """The database did not answer in time or at all: the client may retry shortly."""
+
     default_code = "service_unavailable"
 
 

@@ -16,6 +16,7 @@ from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 
 from chatservice import __version__, exception_handlers
+from chatservice.body_limit import BodySizeLimitMiddleware
 from chatservice.chat.router import router as chat_router
 from chatservice.chat.schemas import ChatCompletionRequest
 from chatservice.config import Settings
@@ -105,6 +106,7 @@ def create_app(
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID"],
         )
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContextMiddleware)
     if tracer_provider is not None:
         FastAPIInstrumentor.instrument_app(app, tracer_provider=tracer_provider)
