@@ -100,6 +100,8 @@ class Settings(BaseSettings):
 
     # Seconds the echo backend waits per word: lets demos and tests see a stream unfold.
     echo_token_delay: float = Field(default=0.0, ge=0)
+    # Words in one echo answer at most (per choice), whatever the prompt's length.
+    echo_max_tokens: int = Field(default=1024, ge=1)
     # The echo backend is for development and tests; production refuses it unless told.
     allow_echo_in_production: bool = False
 

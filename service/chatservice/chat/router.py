@@ -10,7 +10,7 @@ from chatservice.chat.schemas import ChatCompletion, ChatCompletionRequest
 from chatservice.chat.service import ClientDisconnectedError, Completion, cancel_on_disconnect
 from chatservice.config import API_PREFIX
 from chatservice.deps import CurrentKey, runtime_of
-from chatservice.errors import error_body
+from chatservice.errors import InvalidRequestError, error_body
 from chatservice.request_body import body_openapi, parse_body
 
 router = APIRouter(prefix=API_PREFIX, tags=["chat"])
@@ -41,6 +41,12 @@ async def create_chat_completion(request: Request, key: CurrentKey) -> Response:
     # dependency cost more than the rest of this function (see request_body.py).
     body = await parse_body(request, ChatCompletionRequest)
     runtime = runtime_of(request)
+    if body.n is not None and body.n > runtime.settings.max_n:
+        raise InvalidRequestError(
+            f"Invalid value for 'n': at most {runtime.settings.max_n} choices per request.",
+            param="n",
+            code="invalid_value",
+        )
     route = runtime.models.get(body.model)
     completion = Completion(route, runtime.models.backend(route), stream=body.stream)
     payload = body.upstream_payload()

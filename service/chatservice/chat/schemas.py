@@ -6,15 +6,43 @@ OpenAI parameters and server-specific ones (vLLM's `top_k`, ...) work without a 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from chatservice.errors import InvalidRequestError
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+# JSON integers the upstream encoder (orjson) can write: signed 64-bit up to unsigned 64-bit.
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1
+Int64 = Annotated[int, Field(ge=INT_MIN, le=2**63 - 1)]
+MAX_STOP_SEQUENCES = 4  # OpenAI's bound on a list of stop sequences
+_STOP_SCHEMA = {
+    "anyOf": [
+        {"type": "string"},
+        {
+            "type": "array",
+            "items": {"type": "string"},
+            "minItems": 1,
+            "maxItems": MAX_STOP_SEQUENCES,
+        },
+        {"type": "null"},
+    ],
+    "description": "One stop sequence of any length, or a list of 1 to 4.",
+}
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # Strict, as OpenAI is: `"stream": "true"` or `"temperature": "1.5"` is an error, not a
+    # value to coerce.
+    model_config = ConfigDict(extra="allow", strict=True)
 
     role: Role
     content: str | list[dict[str, Any]] | None = None
@@ -24,7 +52,7 @@ class ChatMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     include_usage: bool = False
 
@@ -32,6 +60,7 @@ class StreamOptions(BaseModel):
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(
         extra="allow",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {
@@ -58,13 +87,13 @@ class ChatCompletionRequest(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     n: int | None = Field(default=None, ge=1, le=128)
-    stop: str | list[str] | None = Field(default=None, max_length=4)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    stop: Annotated[str | list[str] | None, WithJsonSchema(_STOP_SCHEMA)] = None
+    max_tokens: Int64 | None = Field(default=None, ge=1)
+    max_completion_tokens: Int64 | None = Field(default=None, ge=1)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     logit_bias: dict[str, float] | None = None
-    seed: int | None = None
+    seed: Int64 | None = None
     user: str | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
@@ -75,9 +104,65 @@ class ChatCompletionRequest(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
 
+    @field_validator("stop")
+    @classmethod
+    def _stop_list_bounds(cls, stop: str | list[str] | None) -> str | list[str] | None:
+        # The bound is on the list; a single stop string may be of any length.
+        if isinstance(stop, list) and not 1 <= len(stop) <= MAX_STOP_SEQUENCES:
+            raise ValueError(f"a list of stop sequences must have 1 to {MAX_STOP_SEQUENCES} items")
+        return stop
+
+    @model_validator(mode="after")
+    def _check_free_form_fields(self) -> Self:
+        # Raised as the service's own error (pydantic passes it through), so the parameter is
+        # the exact path inside the free-form JSON.
+        for index, message in enumerate(self.messages):
+            where = f"messages[{index}]"
+            if isinstance(message.content, list):
+                _check_content_parts(message.content, f"{where}.content")
+                _check_integers(message.content, f"{where}.content")
+            _check_integers(message.tool_calls, f"{where}.tool_calls")
+            _check_integers(message.__pydantic_extra__, where)
+        _check_integers(self.tools, "tools")
+        _check_integers(self.tool_choice, "tool_choice")
+        _check_integers(self.response_format, "response_format")
+        if self.stream_options is not None:
+            _check_integers(self.stream_options.__pydantic_extra__, "stream_options")
+        _check_integers(self.__pydantic_extra__, "")
+        return self
+
     def upstream_payload(self) -> dict[str, Any]:
         """What the backend receives: every field the client set, unknown ones included."""
         return self.model_dump(exclude_unset=True, exclude_none=True)
+
+
+def _check_content_parts(parts: list[dict[str, Any]], where: str) -> None:
+    for index, part in enumerate(parts):
+        if part.get("type") == "text" and not isinstance(part.get("text"), str):
+            raise InvalidRequestError(
+                f"Invalid value for '{where}[{index}].text': a text part needs a string `text`.",
+                param=f"{where}[{index}].text",
+                code="invalid_value",
+            )
+
+
+def _check_integers(value: Any, where: str) -> None:
+    """Refuse integers no JSON encoder of ours can write back (orjson: 64 bits)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str | float):
+        return
+    if isinstance(value, int):
+        if not INT_MIN <= value <= INT_MAX:
+            raise InvalidRequestError(
+                f"Invalid value for '{where}': integers must fit in 64 bits.",
+                param=where,
+                code="invalid_value",
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_integers(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_integers(item, f"{where}[{index}]")
 
 
 class Usage(BaseModel):
