@@ -91,8 +91,11 @@ class Settings(BaseSettings):
     # Failed authentications allowed per client address (a burst, refilled per minute).
     auth_failures_per_minute: int = Field(default=30, ge=1)
     auth_failure_clients: int = Field(default=10_000, ge=1)
-    # Bounded database calls on the request path; after a failure, `Retry-After` seconds.
+    # Database work on the request path is bounded: each statement by the server
+    # (PostgreSQL's statement_timeout), the whole call (pool wait, connect, statements) by
+    # a deadline here. Past it the client gets 503 with `Retry-After`.
     db_statement_timeout: float = Field(default=2.0, gt=0)
+    db_request_timeout: float = Field(default=3.0, gt=0)
     db_retry_after: int = Field(default=2, ge=1)
 
     # Model routing table (JSON list in CHATSERVICE_MODELS).

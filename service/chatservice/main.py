@@ -25,6 +25,7 @@ from chatservice.draining import mark_draining_on_sigterm
 from chatservice.health.router import router as health_router
 from chatservice.health.schema import SchemaHistory
 from chatservice.inference.routing import ModelRouter
+from chatservice.keys.failure_limiter import FailureLimiter
 from chatservice.keys.service import KeyAuthenticator, KeyCache
 from chatservice.migrations import script_directory
 from chatservice.models.router import router as models_router
@@ -66,7 +67,15 @@ def create_app(
             models=ModelRouter(settings, http),
             authenticator=KeyAuthenticator(
                 settings.admin_api_key.get_secret_value(),
-                KeyCache(settings.key_cache_ttl, settings.key_cache_size),
+                KeyCache(
+                    settings.key_cache_ttl,
+                    settings.key_cache_size,
+                    settings.negative_key_cache_ttl,
+                    settings.negative_key_cache_size,
+                ),
+                FailureLimiter(settings.auth_failures_per_minute, settings.auth_failure_clients),
+                lookup_timeout=settings.db_request_timeout,
+                retry_after=settings.db_retry_after,
             ),
             schema=SchemaHistory.load(script_directory()),
         )
