@@ -175,7 +175,7 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "CHATSERVICE_ADMIN_API_KEY is the development placeholder, shorter than "
                     f"{MIN_SECRET_LENGTH} characters or not random enough; set a real secret "
-                    "in production (e.g. the output of `chatservice create-key`)"
+                    "in production (e.g. `openssl rand -base64 32`)"
                 )
             if self.is_sqlite:
                 raise ValueError("CHATSERVICE_DATABASE_URL: use PostgreSQL in production")

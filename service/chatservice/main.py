@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 
 import aiohttp
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 from opentelemetry.instrumentation.aiohttp_client import create_trace_config
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -20,6 +19,7 @@ from chatservice.body_limit import BodySizeLimitMiddleware
 from chatservice.chat.router import router as chat_router
 from chatservice.chat.schemas import ChatCompletionRequest
 from chatservice.config import Settings
+from chatservice.cors import BrowserCORSMiddleware
 from chatservice.db import create_engine, create_sessionmaker
 from chatservice.draining import mark_draining_on_sigterm
 from chatservice.health.router import router as health_router
@@ -100,6 +100,9 @@ def create_app(
         docs_url="/api/v1/docs",
         openapi_url="/api/v1/openapi.json",
         redoc_url=None,
+        # Starlette's slash redirects are absolute URLs built from the client's Host header;
+        # every route has one spelling, and any other is a 404.
+        redirect_slashes=False,
     )
     for router in (chat_router, models_router, health_router):
         app.include_router(router)
@@ -107,15 +110,10 @@ def create_app(
     # The documented way to extend FastAPI's schema: fastapi.tiangolo.com/how-to/extending-openapi
     app.openapi = document_bodies(app, [ChatCompletionRequest])  # type: ignore[method-assign]
     exception_handlers.install(app)
-    if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-            expose_headers=["X-Request-ID"],
-        )
+    # Inside CORS, so a refused body still carries the headers a browser needs to read it.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    if settings.cors_origins:
+        app.add_middleware(BrowserCORSMiddleware, allow_origins=list(settings.cors_origins))
     app.add_middleware(RequestContextMiddleware)
     if tracer_provider is not None:
         FastAPIInstrumentor.instrument_app(app, tracer_provider=tracer_provider)
