@@ -15,6 +15,7 @@ from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 
 from chatservice import __version__, exception_handlers
+from chatservice.api_docs import with_security_and_errors
 from chatservice.body_limit import BodySizeLimitMiddleware
 from chatservice.chat.router import router as chat_router
 from chatservice.chat.schemas import ChatCompletionRequest
@@ -108,7 +109,9 @@ def create_app(
         app.include_router(router)
     app.add_api_route("/metrics", _metrics, include_in_schema=False)
     # The documented way to extend FastAPI's schema: fastapi.tiangolo.com/how-to/extending-openapi
-    app.openapi = document_bodies(app, [ChatCompletionRequest])  # type: ignore[method-assign]
+    app.openapi = with_security_and_errors(  # type: ignore[method-assign]
+        document_bodies(app, [ChatCompletionRequest])
+    )
     exception_handlers.install(app)
     # Inside CORS, so a refused body still carries the headers a browser needs to read it.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Self
 
+import orjson
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     WithJsonSchema,
@@ -22,7 +24,21 @@ from chatservice.errors import InvalidRequestError
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 # JSON integers the upstream encoder (orjson) can write: signed 64-bit up to unsigned 64-bit.
 INT_MIN, INT_MAX = -(2**63), 2**64 - 1
-Int64 = Annotated[int, Field(ge=INT_MIN, le=2**63 - 1)]
+# A signed 64-bit integer, bounded by a round figure just inside ±2**63: readers of the JSON
+# Schema that hold numbers as doubles (generators, JavaScript) read it back unchanged.
+INT64_BOUND = 9_223_372_036_854_774_000
+
+
+def _whole_number(value: Any) -> Any:
+    # JSON Schema counts 2.0 as an integer (and generators send it); strings stay refused.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# Strict like every field here, except that an integral number may be written `2.0`. (The
+# bounds come before the validator, or the JSON Schema gets pydantic's names for them.)
+WholeNumber = BeforeValidator(_whole_number)
+Int64 = Annotated[int, Field(ge=-INT64_BOUND, le=INT64_BOUND), WholeNumber]
+PositiveInt64 = Annotated[int, Field(ge=1, le=INT64_BOUND), WholeNumber]
 MAX_STOP_SEQUENCES = 4  # OpenAI's bound on a list of stop sequences
 _STOP_SCHEMA = {
     "anyOf": [
@@ -86,10 +102,10 @@ class ChatCompletionRequest(BaseModel):
     messages: list[ChatMessage] = Field(min_length=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    n: int | None = Field(default=None, ge=1, le=128)
+    n: Annotated[int, Field(ge=1, le=128), WholeNumber] | None = None
     stop: Annotated[str | list[str] | None, WithJsonSchema(_STOP_SCHEMA)] = None
-    max_tokens: Int64 | None = Field(default=None, ge=1)
-    max_completion_tokens: Int64 | None = Field(default=None, ge=1)
+    max_tokens: PositiveInt64 | None = None
+    max_completion_tokens: PositiveInt64 | None = None
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     logit_bias: dict[str, float] | None = None
@@ -100,7 +116,7 @@ class ChatCompletionRequest(BaseModel):
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
     logprobs: bool | None = None
-    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    top_logprobs: Annotated[int, Field(ge=0, le=20), WholeNumber] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
 
@@ -115,20 +131,19 @@ class ChatCompletionRequest(BaseModel):
     @model_validator(mode="after")
     def _check_free_form_fields(self) -> Self:
         # Raised as the service's own error (pydantic passes it through), so the parameter is
-        # the exact path inside the free-form JSON.
+        # the exact path inside the content.
         for index, message in enumerate(self.messages):
-            where = f"messages[{index}]"
             if isinstance(message.content, list):
-                _check_content_parts(message.content, f"{where}.content")
-                _check_integers(message.content, f"{where}.content")
-            _check_integers(message.tool_calls, f"{where}.tool_calls")
-            _check_integers(message.__pydantic_extra__, where)
-        _check_integers(self.tools, "tools")
-        _check_integers(self.tool_choice, "tool_choice")
-        _check_integers(self.response_format, "response_format")
+                _check_content_parts(message.content, f"messages[{index}].content")
+                _keep_big_integers(message.content)
+            _keep_big_integers(message.tool_calls)
+            _keep_big_integers(message.__pydantic_extra__)
+        _keep_big_integers(self.tools)
+        _keep_big_integers(self.tool_choice)
+        _keep_big_integers(self.response_format)
         if self.stream_options is not None:
-            _check_integers(self.stream_options.__pydantic_extra__, "stream_options")
-        _check_integers(self.__pydantic_extra__, "")
+            _keep_big_integers(self.stream_options.__pydantic_extra__)
+        _keep_big_integers(self.__pydantic_extra__)
         return self
 
     def upstream_payload(self) -> dict[str, Any]:
@@ -146,23 +161,25 @@ def _check_content_parts(parts: list[dict[str, Any]], where: str) -> None:
             )
 
 
-def _check_integers(value: Any, where: str) -> None:
-    """Refuse integers no JSON encoder of ours can write back (orjson: 64 bits)."""
-    if isinstance(value, bool) or value is None or isinstance(value, str | float):
-        return
-    if isinstance(value, int):
-        if not INT_MIN <= value <= INT_MAX:
-            raise InvalidRequestError(
-                f"Invalid value for '{where}': integers must fit in 64 bits.",
-                param=where,
-                code="invalid_value",
-            )
-    elif isinstance(value, dict):
+def _keep_big_integers(value: Any) -> None:
+    """Free-form JSON is passed upstream as it came, and any JSON integer is valid there; the
+    upstream encoder (orjson) writes at most 64 bits, so larger ones go as raw JSON text."""
+    if isinstance(value, dict):
         for key, item in value.items():
-            _check_integers(item, f"{where}.{key}" if where else str(key))
+            if _is_big_integer(item):
+                value[key] = orjson.Fragment(str(item).encode())
+            else:
+                _keep_big_integers(item)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            _check_integers(item, f"{where}[{index}]")
+            if _is_big_integer(item):
+                value[index] = orjson.Fragment(str(item).encode())
+            else:
+                _keep_big_integers(item)
+
+
+def _is_big_integer(value: Any) -> bool:
+    return type(value) is int and not INT_MIN <= value <= INT_MAX
 
 
 class Usage(BaseModel):
