@@ -9,6 +9,7 @@ import secrets
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -182,9 +183,9 @@ class KeyAuthenticator:
         if time.monotonic() < self._database_down_until:
             return self._unavailable(stale)
         try:
-            async with asyncio.timeout(self._lookup_timeout):
-                async with sessionmaker() as session:
-                    principal = await _load(session, key_hash)
+            principal = await _within(
+                self._lookup_timeout, _load_in_session(sessionmaker, key_hash)
+            )
         except DATABASE_ERRORS as exc:
             self._database_down_until = time.monotonic() + self._retry_after
             database_log.error("database unreachable: key lookups fail", cause=exc)
@@ -199,6 +200,33 @@ class KeyAuthenticator:
             "The service cannot check API keys right now; retry shortly.",
             headers={"Retry-After": str(self._retry_after)},
         )
+
+
+async def _within(
+    seconds: float, lookup: Coroutine[Any, Any, Principal | None]
+) -> Principal | None:
+    """`lookup`'s result, or TimeoutError after `seconds`. Not `asyncio.timeout`: that waits
+    for the cancelled lookup to clean up, and closing a connection to a frozen server takes
+    as long as the driver's own timeouts; the cancelled lookup finishes in the background."""
+    task = asyncio.ensure_future(lookup)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        task.add_done_callback(_discard_outcome)
+        raise TimeoutError
+    return task.result()
+
+
+def _discard_outcome(task: asyncio.Future[Principal | None]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log it as never retrieved
+
+
+async def _load_in_session(
+    sessionmaker: async_sessionmaker[AsyncSession], key_hash: str
+) -> Principal | None:
+    async with sessionmaker() as session:
+        return await _load(session, key_hash)
 
 
 async def _load(session: AsyncSession, key_hash: str) -> Principal | None:
