@@ -93,20 +93,25 @@ def _models_json(cs: ChatService) -> str:
 
 def build_configmap(cs: ChatService) -> Obj:
     spec = cs.spec
+    data = {
+        "CHATSERVICE_ENVIRONMENT": "production",
+        "CHATSERVICE_WORKERS": str(spec.workers),
+        "CHATSERVICE_MODELS": _models_json(cs),
+        "CHATSERVICE_GRACEFUL_TIMEOUT": str(spec.graceful_timeout_seconds),
+        # No stream may outlast the shutdown grace, so a SIGTERM never cuts one short.
+        "CHATSERVICE_UPSTREAM_TOTAL_TIMEOUT": str(spec.graceful_timeout_seconds),
+        "CHATSERVICE_LOG_LEVEL": spec.log_level,
+        "PROMETHEUS_MULTIPROC_DIR": METRICS_DIR,
+    }
+    if any(backend.backend == "echo" for backend in spec.inference.backends):
+        # Production refuses the echo backend unless allowed; a resource that names it
+        # asked for it.
+        data["CHATSERVICE_ALLOW_ECHO_IN_PRODUCTION"] = "true"
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _metadata(cs, configmap_name(cs), "server"),
-        "data": {
-            "CHATSERVICE_ENVIRONMENT": "production",
-            "CHATSERVICE_WORKERS": str(spec.workers),
-            "CHATSERVICE_MODELS": _models_json(cs),
-            "CHATSERVICE_GRACEFUL_TIMEOUT": str(spec.graceful_timeout_seconds),
-            # No stream may outlast the shutdown grace, so a SIGTERM never cuts one short.
-            "CHATSERVICE_UPSTREAM_TOTAL_TIMEOUT": str(spec.graceful_timeout_seconds),
-            "CHATSERVICE_LOG_LEVEL": spec.log_level,
-            "PROMETHEUS_MULTIPROC_DIR": METRICS_DIR,
-        },
+        "data": data,
     }
 
 

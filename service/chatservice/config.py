@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+from collections import Counter
 from enum import StrEnum
 from functools import cached_property
 from typing import Annotated, Literal, Self
@@ -15,6 +17,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # refused outside development, like any key that is too short to be a real secret.
 DEVELOPMENT_ADMIN_KEY = "sk-dev-chatservice-local-development-key"
 MIN_SECRET_LENGTH = 32
+# A real secret is random: its characters' frequencies carry entropy (32 random hex digits
+# estimate above 90 bits, `aaaa…` zero) and it repeats no pattern (`password` four times does).
+MIN_SECRET_ENTROPY_BITS = 90
+MIN_DISTINCT_TRIGRAMS = 0.9
 # Routers carry the whole prefix, so a route's path is the template metrics and logs show.
 API_PREFIX = "/api/v1"
 CHAT_COMPLETIONS_PATH = f"{API_PREFIX}/chat/completions"
@@ -84,12 +90,36 @@ class Settings(BaseSettings):
     admin_api_key: SecretStr = SecretStr(DEVELOPMENT_ADMIN_KEY)
     key_cache_ttl: float = Field(default=30.0, ge=0, description="Seconds a key lookup is cached")
     key_cache_size: int = Field(default=10_000, ge=1)
+    # Unknown keys are remembered apart from known ones, so a flood of random keys cannot
+    # push the valid keys out of the cache.
+    negative_key_cache_ttl: float = Field(default=5.0, ge=0)
+    negative_key_cache_size: int = Field(default=10_000, ge=1)
+    # Failed authentications allowed per client address (a burst, refilled per minute).
+    auth_failures_per_minute: int = Field(default=30, ge=1)
+    auth_failure_clients: int = Field(default=10_000, ge=1)
+    # Database work on the request path is bounded: each statement by the server
+    # (PostgreSQL's statement_timeout), the whole call (pool wait, connect, statements) by
+    # a deadline here. Past it the client gets 503 with `Retry-After`.
+    db_statement_timeout: float = Field(default=2.0, gt=0)
+    db_request_timeout: float = Field(default=3.0, gt=0)
+    db_retry_after: int = Field(default=2, ge=1)
 
     # Model routing table (JSON list in CHATSERVICE_MODELS).
     models: Annotated[tuple[ModelRoute, ...], NoDecode] = DEFAULT_MODELS
 
     # Seconds the echo backend waits per word: lets demos and tests see a stream unfold.
     echo_token_delay: float = Field(default=0.0, ge=0)
+    # Words in one echo answer at most (per choice), whatever the prompt's length.
+    echo_max_tokens: int = Field(default=1024, ge=1)
+    # The echo backend is for development and tests; production refuses it unless told.
+    allow_echo_in_production: bool = False
+
+    # Request bounds. OpenAI's own bound on `n` is 128.
+    max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_n: int = Field(default=128, ge=1, le=128)
+    # What the server accepts before the app sees a request (request line and headers).
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    header_timeout: float = Field(default=10.0, gt=0)
 
     # Upstream client.
     upstream_connect_timeout: float = Field(default=5.0, gt=0)
@@ -145,15 +175,29 @@ class Settings(BaseSettings):
             raise ValueError("CHATSERVICE_MODELS: model names must be unique")
         if self.environment is Environment.PRODUCTION:
             key = self.admin_api_key.get_secret_value()
-            if key == DEVELOPMENT_ADMIN_KEY or len(key) < MIN_SECRET_LENGTH:
+            if (
+                key == DEVELOPMENT_ADMIN_KEY
+                or len(key) < MIN_SECRET_LENGTH
+                or not looks_random(key)
+            ):
                 raise ValueError(
-                    "CHATSERVICE_ADMIN_API_KEY is the development placeholder or shorter than "
-                    f"{MIN_SECRET_LENGTH} characters; set a real secret in production"
+                    "CHATSERVICE_ADMIN_API_KEY is the development placeholder, shorter than "
+                    f"{MIN_SECRET_LENGTH} characters or not random enough; set a real secret "
+                    "in production (e.g. `openssl rand -base64 32`)"
                 )
             if self.is_sqlite:
                 raise ValueError("CHATSERVICE_DATABASE_URL: use PostgreSQL in production")
             if "*" in self.cors_origins:
                 raise ValueError("CHATSERVICE_CORS_ORIGINS: '*' is not allowed in production")
+            if "null" in self.cors_origins:
+                # Sandboxed iframes and file:// pages send `Origin: null`; anyone can make one.
+                raise ValueError("CHATSERVICE_CORS_ORIGINS: 'null' is not allowed in production")
+            echo = [m.name for m in self.models if m.backend == "echo"]
+            if echo and not self.allow_echo_in_production:
+                raise ValueError(
+                    f"CHATSERVICE_MODELS: {', '.join(echo)} use the echo backend, which is for "
+                    "development; set CHATSERVICE_ALLOW_ECHO_IN_PRODUCTION=true to serve it"
+                )
         return self
 
     @cached_property
@@ -163,3 +207,18 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def looks_random(secret: str) -> bool:
+    trigrams = [secret[i : i + 3] for i in range(len(secret) - 2)]
+    return entropy_bits(secret) >= MIN_SECRET_ENTROPY_BITS and len(
+        set(trigrams)
+    ) >= MIN_DISTINCT_TRIGRAMS * len(trigrams)
+
+
+def entropy_bits(secret: str) -> float:
+    """An upper estimate of the randomness in `secret`: its length times the Shannon entropy of
+    its own character frequencies."""
+    counts = Counter(secret)
+    per_char = -sum(c / len(secret) * math.log2(c / len(secret)) for c in counts.values())
+    return per_char * len(secret)

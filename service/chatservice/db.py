@@ -40,7 +40,12 @@ def create_engine(settings: Settings) -> AsyncEngine:
             max_overflow=settings.db_max_overflow,
             pool_timeout=settings.db_pool_timeout,
             pool_recycle=settings.db_pool_recycle,
-            connect_args={"timeout": settings.db_connect_timeout},
+            connect_args={
+                "timeout": settings.db_connect_timeout,
+                "server_settings": {
+                    "statement_timeout": str(round(settings.db_statement_timeout * 1000))
+                },
+            },
         )
     return create_async_engine(url, **kwargs)
 

@@ -56,7 +56,10 @@ async def get_current_key(request: Request) -> Principal:
             "You didn't provide an API key. Send it as `Authorization: Bearer <key>`.",
             code="missing_api_key",
         )
-    principal = await runtime.authenticator.authenticate(presented.strip(), runtime.sessionmaker)
+    client = request.client.host if request.client is not None else None
+    principal = await runtime.authenticator.authenticate(
+        presented.strip(), runtime.sessionmaker, client
+    )
     if principal is None:
         raise AuthenticationError("Incorrect API key provided.")
     return principal

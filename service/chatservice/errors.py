@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from pydantic import BaseModel
+
 
 class ChatServiceError(Exception):
     """An error a client can act on; its message is safe to show."""
@@ -67,6 +69,13 @@ class NotFoundError(ChatServiceError):
     outcome = "not_found"
 
 
+class RequestTooLargeError(ChatServiceError):
+    status_code = 413
+    error_type = "invalid_request_error"
+    default_code = "request_too_large"
+    outcome = "invalid_request"
+
+
 class RateLimitError(ChatServiceError):
     status_code = 429
     error_type = "rate_limit_error"
@@ -124,6 +133,21 @@ class ServiceUnavailableError(ChatServiceError):
     outcome = "unavailable"
 
 
+class TooManyAuthenticationFailuresError(ChatServiceError):
+    """Too many wrong keys from one client address: refused before the key is looked up."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "too_many_authentication_failures"
+    outcome = "rate_limited"
+
+
+class DatabaseUnavailableError(ServiceUnavailableError):
+    """The database did not answer in time or at all: the client may retry shortly."""
+
+    default_code = "service_unavailable"
+
+
 class UpstreamTimeoutError(ChatServiceError):
     status_code = 504
     error_type = "timeout_error"
@@ -158,3 +182,16 @@ def error_body(
     message: str, error_type: str, *, param: str | None = None, code: str | None = None
 ) -> dict[str, Any]:
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorEnvelope(BaseModel):
+    """The body of every error response (the OpenAPI document's schema for them)."""
+
+    error: ErrorDetail

@@ -18,7 +18,8 @@ _settings = Settings()
 
 bind = f"{_settings.host}:{_settings.port}"
 workers = _settings.workers
-worker_class = "uvicorn_worker.UvicornWorker"
+# uvicorn-worker's worker with bounded request heads (see http_server.py).
+worker_class = "chatservice.http_server.ChatServiceWorker"
 # Apps are built in each worker after the fork (engines, HTTP pools, tracer threads).
 preload_app = False
 timeout = _settings.timeout

@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 
 import aiohttp
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 from opentelemetry.instrumentation.aiohttp_client import create_trace_config
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -16,14 +15,18 @@ from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 
 from chatservice import __version__, exception_handlers
+from chatservice.api_docs import with_security_and_errors
+from chatservice.body_limit import BodySizeLimitMiddleware
 from chatservice.chat.router import router as chat_router
 from chatservice.chat.schemas import ChatCompletionRequest
 from chatservice.config import Settings
+from chatservice.cors import BrowserCORSMiddleware
 from chatservice.db import create_engine, create_sessionmaker
 from chatservice.draining import mark_draining_on_sigterm
 from chatservice.health.router import router as health_router
 from chatservice.health.schema import SchemaHistory
 from chatservice.inference.routing import ModelRouter
+from chatservice.keys.failure_limiter import FailureLimiter
 from chatservice.keys.service import KeyAuthenticator, KeyCache
 from chatservice.migrations import script_directory
 from chatservice.models.router import router as models_router
@@ -65,7 +68,15 @@ def create_app(
             models=ModelRouter(settings, http),
             authenticator=KeyAuthenticator(
                 settings.admin_api_key.get_secret_value(),
-                KeyCache(settings.key_cache_ttl, settings.key_cache_size),
+                KeyCache(
+                    settings.key_cache_ttl,
+                    settings.key_cache_size,
+                    settings.negative_key_cache_ttl,
+                    settings.negative_key_cache_size,
+                ),
+                FailureLimiter(settings.auth_failures_per_minute, settings.auth_failure_clients),
+                lookup_timeout=settings.db_request_timeout,
+                retry_after=settings.db_retry_after,
             ),
             schema=SchemaHistory.load(script_directory()),
         )
@@ -90,21 +101,22 @@ def create_app(
         docs_url="/api/v1/docs",
         openapi_url="/api/v1/openapi.json",
         redoc_url=None,
+        # Starlette's slash redirects are absolute URLs built from the client's Host header;
+        # every route has one spelling, and any other is a 404.
+        redirect_slashes=False,
     )
     for router in (chat_router, models_router, health_router):
         app.include_router(router)
     app.add_api_route("/metrics", _metrics, include_in_schema=False)
     # The documented way to extend FastAPI's schema: fastapi.tiangolo.com/how-to/extending-openapi
-    app.openapi = document_bodies(app, [ChatCompletionRequest])  # type: ignore[method-assign]
+    app.openapi = with_security_and_errors(  # type: ignore[method-assign]
+        document_bodies(app, [ChatCompletionRequest])
+    )
     exception_handlers.install(app)
+    # Inside CORS, so a refused body still carries the headers a browser needs to read it.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-            expose_headers=["X-Request-ID"],
-        )
+        app.add_middleware(BrowserCORSMiddleware, allow_origins=list(settings.cors_origins))
     app.add_middleware(RequestContextMiddleware)
     if tracer_provider is not None:
         FastAPIInstrumentor.instrument_app(app, tracer_provider=tracer_provider)

@@ -18,6 +18,8 @@ from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException
 
+from chatservice.errors import ChatServiceError
+
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 _REF_TEMPLATE = "#/components/schemas/{model}"
@@ -27,6 +29,8 @@ async def parse_body(request: Request, model: type[ModelT]) -> ModelT:
     """Validate the body as `model`, failing as FastAPI does for a `model` body parameter."""
     try:
         raw = await request.body()
+    except ChatServiceError:  # the body is too large, ...
+        raise
     except Exception as exc:  # the client went away mid-body, ...
         raise HTTPException(400, "There was an error parsing the body") from exc
     if not raw or not _declares_json(request.headers.get("content-type")):

@@ -79,6 +79,7 @@ def test_configmap_carries_non_secret_settings_and_the_model_routes() -> None:
             ),
             "CHATSERVICE_GRACEFUL_TIMEOUT": "120",
             "CHATSERVICE_UPSTREAM_TOTAL_TIMEOUT": "120",
+            "CHATSERVICE_ALLOW_ECHO_IN_PRODUCTION": "true",
             "CHATSERVICE_LOG_LEVEL": "info",
             "PROMETHEUS_MULTIPROC_DIR": "/var/run/chatservice/metrics",
         },

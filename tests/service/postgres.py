@@ -120,6 +120,14 @@ class PostgresServer:
             self._process.wait(timeout=30)
         self._process = None
 
+    def signal_all(self, signum: int) -> None:
+        """Signal the server and every process it forked (SIGSTOP freezes it whole)."""
+        assert self._process is not None
+        master = self._process.pid
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        for pid in [master, *map(int, children)]:
+            os.kill(pid, signum)
+
     def destroy(self) -> None:
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from chatservice.keys.service import KeyCache, create_key, hash_key
+from chatservice.keys.service import KeyCache, Principal, create_key, hash_key
 from chatservice.keys.tables import ApiKey
 
 MODELS = "/api/v1/models"
@@ -75,10 +75,77 @@ async def test_expired_key_is_refused(
 
 
 def test_cache_is_bounded_and_expires() -> None:
-    cache = KeyCache(ttl=30, max_size=2)
-    cache.put("a", None)
-    cache.put("b", None)
-    cache.put("c", None)
+    principal = Principal(key_id=None, name="k", is_admin=False)
+    cache = KeyCache(ttl=30, max_size=2, negative_ttl=30, negative_size=2)
+    for name in "abc":
+        cache.put(name, principal)
     assert cache.get("a") == (False, None)
-    assert cache.get("c") == (True, None)
+    assert cache.get("c") == (True, principal)
+    for name in "xyz":
+        cache.put(name, None)
+    assert cache.get("x") == (False, None)
+    assert cache.get("z") == (True, None)
     assert KeyCache(ttl=0, max_size=2).get("a") == (False, None)
+
+
+def test_unknown_keys_cannot_push_known_ones_out() -> None:
+    principal = Principal(key_id=None, name="k", is_admin=False)
+    cache = KeyCache(ttl=30, max_size=10, negative_ttl=5, negative_size=10)
+    cache.put("known", principal)
+    for index in range(10_000):
+        cache.put(f"random-{index}", None)
+    assert cache.get("known") == (True, principal)
+
+
+async def test_wrong_keys_are_rate_limited_per_client_before_the_database(
+    open_client: Callable[..., Any], pg_connection: AsyncConnection
+) -> None:
+    key = await store_key(pg_connection)
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(args[2])
+
+    event.listen(pg_connection.sync_engine, "before_cursor_execute", count)
+    try:
+        async with open_client(auth_failures_per_minute=10) as http:
+            assert (await http.get(MODELS, headers=_bearer(key))).status_code == 200
+            statuses = [
+                (await http.get(MODELS, headers=_bearer(f"sk-random-{i}"))).status_code
+                for i in range(200)
+            ]
+            refused = await http.get(MODELS, headers=_bearer("sk-random-again"))
+            # A key this worker knows still works from the same address.
+            assert (await http.get(MODELS, headers=_bearer(key))).status_code == 200
+    finally:
+        event.remove(pg_connection.sync_engine, "before_cursor_execute", count)
+
+    assert statuses[:10] == [401] * 10
+    assert set(statuses[10:]) == {429}
+    assert refused.json()["error"]["code"] == "too_many_authentication_failures"
+    assert int(refused.headers["retry-after"]) >= 1
+    lookups = [s for s in statements if "api_keys" in s]
+    assert len(lookups) <= 11, "only the allowed failures (and the valid key) reached the database"
+
+
+async def test_a_repeated_wrong_key_is_answered_from_the_cache(
+    open_client: Callable[..., Any], pg_connection: AsyncConnection
+) -> None:
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(args[2])
+
+    event.listen(pg_connection.sync_engine, "before_cursor_execute", count)
+    try:
+        async with open_client() as http:
+            for _ in range(5):
+                response = await http.get(MODELS, headers=_bearer("sk-same-wrong-key"))
+                assert response.status_code == 401
+    finally:
+        event.remove(pg_connection.sync_engine, "before_cursor_execute", count)
+    assert len([s for s in statements if "api_keys" in s]) == 1
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}

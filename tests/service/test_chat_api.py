@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.service.conftest import AUTH
+from tests.service.stub_upstream import StubUpstream
 
 CHAT = "/api/v1/chat/completions"
 
@@ -113,6 +115,25 @@ async def test_stream_without_include_usage_has_no_usage_chunk(client: httpx.Asy
         ({"messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
         ({"model": ""}, "model"),
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"stop": []}, "stop"),
+        ({"n": 129}, "n"),
+        # Integers beyond the documented 64-bit bounds of known fields.
+        ({"seed": 10**40}, "seed"),
+        ({"seed": -(2**63) - 1}, "seed"),
+        ({"max_tokens": 2**64}, "max_tokens"),
+        # Strict types, as OpenAI: no coercion of strings or numbers.
+        ({"stream": "true"}, "stream"),
+        ({"stream_options": {"include_usage": 0}}, "stream_options.include_usage"),
+        ({"temperature": "1.5"}, "temperature"),
+        # Text parts need a string.
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": 123}]}]},
+            "messages[0].content[0].text",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": None}]}]},
+            "messages[0].content[0].text",
+        ),
     ],
 )
 async def test_invalid_fields_get_400_with_the_param(
@@ -125,6 +146,59 @@ async def test_invalid_fields_get_400_with_the_param(
     assert error["type"] == "invalid_request_error"
     assert error["param"] == param
     assert param in error["message"]
+
+
+async def test_integers_beyond_64_bits_in_free_form_fields_reach_the_upstream_exactly(
+    client: httpx.AsyncClient, upstream: StubUpstream
+) -> None:
+    body = {
+        "model": "upstream",
+        "messages": [{"role": "user", "content": "x", "weight": 2**70}],
+        "top_k": 10**40,
+        "tools": [{"type": "function", "x": [1, -(10**30)]}],
+    }
+    response = await client.post(CHAT, headers=AUTH, json=body)
+    assert response.status_code == 200
+    sent = upstream.requests[0]
+    assert sent["top_k"] == 10**40
+    assert sent["tools"][0]["x"] == [1, -(10**30)]
+    assert sent["messages"][0]["weight"] == 2**70
+
+
+async def test_a_stop_string_may_be_longer_than_four_characters(
+    client: httpx.AsyncClient,
+) -> None:
+    # LangChain and others send stop strings such as this one; the bound of 4 is the list's.
+    body = {"model": "echo", "messages": [{"role": "user", "content": "one Human: two"}]}
+    as_string = await client.post(CHAT, headers=AUTH, json={**body, "stop": "Human:"})
+    assert as_string.status_code == 200
+    assert as_string.json()["choices"][0]["message"]["content"] == "one"
+    four = ["\n\nHuman:", "\n\nUser:", "###", "<|end|>"]
+    as_list = await client.post(CHAT, headers=AUTH, json={**body, "stop": four})
+    assert as_list.status_code == 200
+
+
+async def test_n_is_capped_by_the_setting(open_client: Callable[..., Any]) -> None:
+    body = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
+    async with open_client(max_n=4) as http:
+        assert (await http.post(CHAT, headers=AUTH, json={**body, "n": 4})).status_code == 200
+        refused = await http.post(CHAT, headers=AUTH, json={**body, "n": 5})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["param"] == "n"
+
+
+async def test_echo_answers_are_bounded_whatever_the_prompt(
+    open_client: Callable[..., Any],
+) -> None:
+    body = {"model": "echo", "n": 128, "messages": [{"role": "user", "content": "w " * 50_000}]}
+    async with open_client(echo_max_tokens=16) as http:
+        response = await http.post(CHAT, headers=AUTH, json=body)
+        streamed = await http.post(CHAT, headers=AUTH, json={**body, "stream": True})
+    assert response.status_code == 200
+    assert response.json()["usage"]["completion_tokens"] == 16 * 128
+    assert {c["finish_reason"] for c in response.json()["choices"]} == {"length"}
+    assert len(response.content) < 200_000
+    assert len(streamed.content) < 2_000_000
 
 
 async def test_missing_field_and_bad_json_are_400_envelopes(client: httpx.AsyncClient) -> None:

@@ -82,3 +82,44 @@ async def test_cors_allows_only_listed_origins(open_client: Callable[..., Any]) 
         )
     assert allowed.headers["access-control-allow-origin"] == "https://app.example"
     assert "access-control-allow-origin" not in denied.headers
+
+
+async def test_no_redirect_reflects_the_host(client: Any) -> None:
+    response = await client.get("/api/v1/health", headers={"Host": "evil.example"})
+    assert response.status_code == 404
+    assert "location" not in response.headers
+    assert "evil.example" not in response.text
+    assert response.json()["error"]["code"] == "unknown_url"
+
+
+PREFLIGHT_SDK = {
+    "Origin": "https://app.example",
+    "Access-Control-Request-Method": "POST",
+    # What the official OpenAI JS SDK asks for from a browser.
+    "Access-Control-Request-Headers": "authorization,content-type,x-stainless-arch,"
+    "x-stainless-lang,x-stainless-os,x-stainless-package-version,x-stainless-retry-count,"
+    "x-stainless-runtime,x-stainless-runtime-version,x-stainless-timeout",
+}
+
+
+async def test_cors_preflight_allows_the_openai_sdk_headers(
+    open_client: Callable[..., Any],
+) -> None:
+    async with open_client(cors_origins=["https://app.example"]) as http:
+        allowed = await http.options("/api/v1/chat/completions", headers=PREFLIGHT_SDK)
+        other_header = await http.options(
+            "/api/v1/chat/completions",
+            headers={**PREFLIGHT_SDK, "Access-Control-Request-Headers": "x-internal-token"},
+        )
+        other_origin = await http.options(
+            "/api/v1/chat/completions", headers={**PREFLIGHT_SDK, "Origin": "null"}
+        )
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+    assert "x-stainless-retry-count" in allowed.headers["access-control-allow-headers"]
+    for refused in (other_header, other_origin):
+        assert refused.status_code == 400
+        assert refused.headers["content-type"] == "application/json"
+        assert refused.json()["error"]["type"] == "invalid_request_error"
+    assert "x-internal-token" in other_header.json()["error"]["message"]
+    assert "origin" in other_origin.json()["error"]["message"]

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -19,77 +14,15 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.service.postgres import free_port
+from tests.service.gunicorn_server import Gunicorn, gunicorn_starter
 
 WORDS = 40
 
 
-@dataclass
-class Gunicorn:
-    url: str
-    process: subprocess.Popen[bytes]
-    metrics_dir: Path
-    log: Path
-    key: str
-
-    @property
-    def api(self) -> str:
-        return self.url + "/api/v1"
-
-    def sdk(self) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.api, api_key=self.key, max_retries=0)
-
-
 @pytest.fixture
 def start_gunicorn(pg_url: str, tmp_path: Path) -> Iterator[Callable[..., Gunicorn]]:
-    started: list[Gunicorn] = []
-
-    def start(**env: str) -> Gunicorn:
-        port = free_port()
-        key = "sk-test-" + secrets.token_hex(20)
-        metrics_dir = tmp_path / f"metrics-{port}"
-        log = tmp_path / f"gunicorn-{port}.log"
-        environment = {
-            **os.environ,
-            "CHATSERVICE_HOST": "127.0.0.1",
-            "CHATSERVICE_PORT": str(port),
-            "CHATSERVICE_WORKERS": "2",
-            "CHATSERVICE_DATABASE_URL": pg_url,
-            "CHATSERVICE_ADMIN_API_KEY": key,
-            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-            **env,
-        }
-        with open(log, "wb") as output:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "chatservice.cli", "run"],
-                env=environment,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
-        server = Gunicorn(f"http://127.0.0.1:{port}", process, metrics_dir, log, key)
-        started.append(server)
-        _wait_ready(server)
-        return server
-
-    yield start
-    for server in started:
-        if server.process.poll() is None:
-            server.process.send_signal(signal.SIGTERM)
-            server.process.wait(timeout=30)
-
-
-def _wait_ready(server: Gunicorn) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError("gunicorn exited:\n" + server.log.read_text())
-        try:
-            if httpx.get(server.api + "/health/ready", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("gunicorn did not become ready:\n" + server.log.read_text())
+    with gunicorn_starter(pg_url, tmp_path) as start:
+        yield start
 
 
 def test_openai_sdk_json_stream_models_and_errors(start_gunicorn: Callable[..., Gunicorn]) -> None:

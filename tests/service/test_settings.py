@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 
@@ -11,25 +12,55 @@ from pydantic import ValidationError
 
 from chatservice.config import DEVELOPMENT_ADMIN_KEY, Settings
 
-REAL_KEY = "sk-" + "x" * 40
+REAL_KEY = "sk-" + secrets.token_urlsafe(32)
 PG = "postgresql+asyncpg://chat@db/chat"
+UPSTREAM = [{"name": "llama", "backend": "openai", "base_url": "http://vllm:8000/v1"}]
+
+
+def production(**values: object) -> Settings:
+    return Settings.model_validate(
+        {
+            "environment": "production",
+            "database_url": PG,
+            "admin_api_key": REAL_KEY,
+            "models": UPSTREAM,
+            **values,
+        }
+    )
 
 
 def test_production_refuses_the_development_key() -> None:
     with pytest.raises(ValidationError, match="placeholder"):
-        Settings(environment="production", database_url=PG)  # type: ignore[arg-type]
+        production(admin_api_key=DEVELOPMENT_ADMIN_KEY)
     with pytest.raises(ValidationError, match="placeholder"):
-        Settings(environment="production", database_url=PG, admin_api_key="sk-short")  # type: ignore[arg-type]
-    Settings(environment="production", database_url=PG, admin_api_key=REAL_KEY)  # type: ignore[arg-type]
+        production(admin_api_key="sk-short")
+    production()
 
 
-def test_production_refuses_sqlite_and_wildcard_cors() -> None:
+@pytest.mark.parametrize(
+    "weak", ["a" * 32, "sk-" + "a" * 40, "password" * 4, "0123456789abcdef" * 3, "ab" * 30]
+)
+def test_production_refuses_keys_that_are_long_but_not_random(weak: str) -> None:
+    with pytest.raises(ValidationError, match="not random enough"):
+        production(admin_api_key=weak)
+
+
+def test_production_refuses_sqlite_wildcard_and_null_cors() -> None:
     with pytest.raises(ValidationError, match="PostgreSQL"):
-        Settings(environment="production", admin_api_key=REAL_KEY)  # type: ignore[arg-type]
+        production(database_url="sqlite+aiosqlite:///x.db")
     with pytest.raises(ValidationError, match="CORS"):
-        Settings(
-            environment="production", database_url=PG, admin_api_key=REAL_KEY, cors_origins=["*"]
-        )  # type: ignore[arg-type]
+        production(cors_origins=["*"])
+    with pytest.raises(ValidationError, match="'null'"):
+        production(cors_origins=["https://app.example", "null"])
+    production(cors_origins=["https://app.example"])
+
+
+def test_production_refuses_the_echo_backend_unless_allowed() -> None:
+    with pytest.raises(ValidationError, match="echo backend"):
+        production(models=[{"name": "echo", "backend": "echo"}])
+    with pytest.raises(ValidationError, match="echo backend"):  # the default routing table
+        Settings(environment="production", database_url=PG, admin_api_key=REAL_KEY)  # type: ignore[arg-type]
+    production(models=[{"name": "echo", "backend": "echo"}], allow_echo_in_production=True)
 
 
 def test_models_and_origins_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,11 +6,12 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from chatservice.api_docs import AUTH_ERRORS, AUTHENTICATED, error_responses
 from chatservice.chat.schemas import ChatCompletion, ChatCompletionRequest
 from chatservice.chat.service import ClientDisconnectedError, Completion, cancel_on_disconnect
 from chatservice.config import API_PREFIX
 from chatservice.deps import CurrentKey, runtime_of
-from chatservice.errors import error_body
+from chatservice.errors import InvalidRequestError, error_body
 from chatservice.observability.context import current_record
 from chatservice.request_body import body_openapi, parse_body
 
@@ -28,14 +29,10 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
             "events of `chat.completion.chunk` objects ending with `data: [DONE]`.",
             "content": {"text/event-stream": {}},
         },
-        400: {"description": "Invalid request"},
-        401: {"description": "Missing or wrong API key"},
-        404: {"description": "Unknown model"},
-        502: {"description": "The upstream failed"},
-        504: {"description": "The upstream timed out"},
+        **error_responses(400, *AUTH_ERRORS, 404, 429, 502, 504),
     },
     summary="Create a chat completion (OpenAI-compatible)",
-    openapi_extra=body_openapi(ChatCompletionRequest),
+    openapi_extra={**body_openapi(ChatCompletionRequest), **AUTHENTICATED},
 )
 async def create_chat_completion(request: Request, key: CurrentKey) -> Response:
     # The body and the runtime are not parameters: FastAPI's body parameter and each
@@ -45,6 +42,12 @@ async def create_chat_completion(request: Request, key: CurrentKey) -> Response:
     record = current_record()
     if record is not None:
         record.stream = body.stream
+    if body.n is not None and body.n > runtime.settings.max_n:
+        raise InvalidRequestError(
+            f"Invalid value for 'n': at most {runtime.settings.max_n} choices per request.",
+            param="n",
+            code="invalid_value",
+        )
     route = runtime.models.get(body.model)
     if record is not None:
         record.model = route.name

@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from chatservice import __version__
+from chatservice.api_docs import error_responses
 from chatservice.config import API_PREFIX
 from chatservice.deps import RuntimeDep
 from chatservice.health.schema import SchemaStatus
@@ -25,7 +26,12 @@ from chatservice.runtime import Runtime
 router = APIRouter(prefix=f"{API_PREFIX}/health", tags=["health"])
 
 
-@router.get("/live", response_model=Liveness, summary="Liveness: the process answers")
+@router.get(
+    "/live",
+    response_model=Liveness,
+    responses=error_responses(),
+    summary="Liveness: the process answers",
+)
 async def live() -> Liveness:
     return Liveness()
 
@@ -33,7 +39,10 @@ async def live() -> Liveness:
 @router.get(
     "/ready",
     response_model=Readiness,
-    responses={503: {"model": Readiness, "description": "Not ready, with the reason"}},
+    responses={
+        503: {"model": Readiness, "description": "Not ready, with the reason"},
+        **error_responses(),
+    },
     summary="Readiness: database reachable and schema not behind the code",
 )
 async def ready(runtime: RuntimeDep) -> JSONResponse:
@@ -55,7 +64,8 @@ async def ready(runtime: RuntimeDep) -> JSONResponse:
     "/",
     response_model=HealthReport,
     responses={
-        503: {"model": HealthReport, "description": "The database or its schema is unusable"}
+        503: {"model": HealthReport, "description": "The database or its schema is unusable"},
+        **error_responses(),
     },
     summary="Every component with its status and latency",
     description="`status` is `degraded` when any backend is; the answer is 503 only when "

@@ -20,7 +20,8 @@ def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):  # content parts: keep the text ones
-        return " ".join(part.get("text", "") for part in content if isinstance(part, dict)).strip()
+        texts = (part.get("text") for part in content if isinstance(part, dict))
+        return " ".join(text for text in texts if isinstance(text, str)).strip()
     return ""
 
 
@@ -29,8 +30,11 @@ def _count_tokens(text: str) -> int:
 
 
 class EchoBackend:
-    def __init__(self, token_delay: float = 0.0) -> None:
+    def __init__(self, token_delay: float = 0.0, max_tokens: int = 1024) -> None:
         self._token_delay = token_delay
+        # Like a model's context, a bound on what one answer can be: without it a large
+        # prompt times `n` made answers of hundreds of megabytes.
+        self._max_tokens = max_tokens
 
     def _answer(self, payload: Payload) -> tuple[list[str], str, int]:
         messages = payload.get("messages", [])
@@ -46,8 +50,9 @@ class EchoBackend:
             if stop and stop in text:
                 text = text[: text.index(stop)]
                 words = text.split()
-        limit = payload.get("max_completion_tokens") or payload.get("max_tokens")
-        if limit is not None and len(words) > limit:
+        requested = payload.get("max_completion_tokens") or payload.get("max_tokens")
+        limit = min(requested or self._max_tokens, self._max_tokens)
+        if len(words) > limit:
             words = words[:limit]
             finish_reason = "length"
         return words, finish_reason, prompt_tokens

@@ -15,7 +15,7 @@ class ModelRouter:
     def __init__(self, settings: Settings, http: aiohttp.ClientSession) -> None:
         self._routes = settings.routes
         self._backends: dict[str, ChatBackend] = {
-            "echo": EchoBackend(settings.echo_token_delay),
+            "echo": EchoBackend(settings.echo_token_delay, settings.echo_max_tokens),
             "openai": OpenAIBackend(http, settings),
         }
 

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from chatservice.database_errors import DATABASE_ERRORS, database_log
+from chatservice.errors import DatabaseUnavailableError, TooManyAuthenticationFailuresError
+from chatservice.keys.failure_limiter import FailureLimiter
 from chatservice.keys.tables import ApiKey
 
 KEY_PREFIX = "sk-"
@@ -66,59 +72,161 @@ async def create_key(
 
 
 class KeyCache:
-    """A bounded LRU of key hash → principal (or None for unknown keys), each entry with a TTL.
+    """Bounded LRUs of key hash → principal, each entry with a TTL.
 
-    Unknown keys are cached too, so a client retrying with a wrong key does not reach the
-    database on every request; a revoked key stops working within one TTL.
+    Known keys and unknown ones are kept apart: a flood of random keys evicts only other
+    unknown keys. A known key's entry outlives its TTL until the LRU drops it, so that it can
+    be served while the database cannot be reached (`stale`); a revoked key still stops
+    within one TTL whenever the database answers.
     """
 
-    def __init__(self, ttl: float, max_size: int) -> None:
+    def __init__(
+        self, ttl: float, max_size: int, negative_ttl: float = 0.0, negative_size: int = 1
+    ) -> None:
         self._ttl = ttl
         self._max_size = max_size
-        self._entries: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
+        self._negative_ttl = negative_ttl
+        self._negative_size = negative_size
+        self._known: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
+        self._unknown: OrderedDict[str, float] = OrderedDict()
 
     def get(self, key_hash: str) -> tuple[bool, Principal | None]:
-        entry = self._entries.get(key_hash)
-        if entry is None or entry[0] < time.monotonic():
-            return False, None
-        self._entries.move_to_end(key_hash)
-        return True, entry[1]
+        now = time.monotonic()
+        entry = self._known.get(key_hash)
+        if entry is not None and entry[0] >= now:
+            self._known.move_to_end(key_hash)
+            return True, entry[1]
+        expires = self._unknown.get(key_hash)
+        if expires is not None and expires >= now:
+            return True, None
+        return False, None
+
+    def stale(self, key_hash: str) -> Principal | None:
+        entry = self._known.get(key_hash)
+        return entry[1] if entry is not None else None
 
     def put(self, key_hash: str, principal: Principal | None) -> None:
-        if self._ttl <= 0:
-            return
-        self._entries[key_hash] = (time.monotonic() + self._ttl, principal)
-        self._entries.move_to_end(key_hash)
-        while len(self._entries) > self._max_size:
-            self._entries.popitem(last=False)
+        if principal is None:
+            self._known.pop(key_hash, None)
+            if self._negative_ttl > 0:
+                self._unknown[key_hash] = time.monotonic() + self._negative_ttl
+                _keep_newest(self._unknown, key_hash, self._negative_size)
+        else:
+            self._unknown.pop(key_hash, None)
+            if self._ttl > 0:
+                self._known[key_hash] = (time.monotonic() + self._ttl, principal)
+                _keep_newest(self._known, key_hash, self._max_size)
+
+
+def _keep_newest(entries: OrderedDict[str, Any], newest: str, size: int) -> None:
+    entries.move_to_end(newest)
+    while len(entries) > size:
+        entries.popitem(last=False)
 
 
 class KeyAuthenticator:
     """Checks presented keys: the bootstrap admin key, then the cache, then the database.
 
     It reads through a session of its own, opened only on a cache miss, so that requests
-    whose key is cached never touch the database or even create a session.
+    whose key is cached never touch the database or even create a session. The lookup is
+    bounded by `lookup_timeout`; when the database cannot answer, a key it knew recently is
+    served from the cache, and any other gets `DatabaseUnavailableError`. Clients that send
+    wrong keys too often are refused before their keys are looked up.
     """
 
-    def __init__(self, admin_key: str, cache: KeyCache) -> None:
+    def __init__(
+        self,
+        admin_key: str,
+        cache: KeyCache,
+        failures: FailureLimiter,
+        *,
+        lookup_timeout: float = 5.0,
+        retry_after: int = 2,
+    ) -> None:
         self._admin_hash = hash_key(admin_key)
         self._cache = cache
+        self._failures = failures
+        self._lookup_timeout = lookup_timeout
+        self._retry_after = retry_after
+        # After a failed lookup the database is not asked again for `retry_after` seconds:
+        # requests meanwhile get their answer at once instead of each waiting out a deadline.
+        self._database_down_until = 0.0
 
     async def authenticate(
-        self, presented: str, sessionmaker: async_sessionmaker[AsyncSession]
+        self,
+        presented: str,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        client: str | None = None,
     ) -> Principal | None:
         presented_hash = hash_key(presented)
         if hmac.compare_digest(presented_hash, self._admin_hash):
             return BOOTSTRAP_ADMIN
         hit, principal = self._cache.get(presented_hash)
         if not hit:
-            async with sessionmaker() as session:
-                principal = await _load(session, presented_hash)
-            self._cache.put(presented_hash, principal)
-        if principal is not None and principal.expires_at is not None:
-            if principal.expires_at <= datetime.now(UTC):
-                return None
+            principal = await self._lookup(presented_hash, sessionmaker, client)
+        if principal is None:
+            self._failures.record(client)
+            return None
+        if principal.expires_at is not None and principal.expires_at <= datetime.now(UTC):
+            return None
         return principal
+
+    async def _lookup(
+        self, key_hash: str, sessionmaker: async_sessionmaker[AsyncSession], client: str | None
+    ) -> Principal | None:
+        stale = self._cache.stale(key_hash)
+        if stale is None and not self._failures.allows(client):
+            raise TooManyAuthenticationFailuresError(
+                "Too many requests with wrong API keys from your address; try again later.",
+                headers={"Retry-After": str(self._failures.retry_after)},
+            )
+        if time.monotonic() < self._database_down_until:
+            return self._unavailable(stale)
+        try:
+            principal = await _within(
+                self._lookup_timeout, _load_in_session(sessionmaker, key_hash)
+            )
+        except DATABASE_ERRORS as exc:
+            self._database_down_until = time.monotonic() + self._retry_after
+            database_log.error("database unreachable: key lookups fail", cause=exc)
+            return self._unavailable(stale)
+        self._cache.put(key_hash, principal)
+        return principal
+
+    def _unavailable(self, stale: Principal | None) -> Principal:
+        if stale is not None:
+            return stale
+        raise DatabaseUnavailableError(
+            "The service cannot check API keys right now; retry shortly.",
+            headers={"Retry-After": str(self._retry_after)},
+        )
+
+
+async def _within(
+    seconds: float, lookup: Coroutine[Any, Any, Principal | None]
+) -> Principal | None:
+    """`lookup`'s result, or TimeoutError after `seconds`. Not `asyncio.timeout`: that waits
+    for the cancelled lookup to clean up, and closing a connection to a frozen server takes
+    as long as the driver's own timeouts; the cancelled lookup finishes in the background."""
+    task = asyncio.ensure_future(lookup)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        task.add_done_callback(_discard_outcome)
+        raise TimeoutError
+    return task.result()
+
+
+def _discard_outcome(task: asyncio.Future[Principal | None]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log it as never retrieved
+
+
+async def _load_in_session(
+    sessionmaker: async_sessionmaker[AsyncSession], key_hash: str
+) -> Principal | None:
+    async with sessionmaker() as session:
+        return await _load(session, key_hash)
 
 
 async def _load(session: AsyncSession, key_hash: str) -> Principal | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from chatservice.api_docs import AUTH_ERRORS, AUTHENTICATED, error_responses
 from chatservice.config import API_PREFIX, ModelRoute
 from chatservice.deps import CurrentKey, RuntimeDep
 from chatservice.models.schemas import ModelCard, ModelList
@@ -15,7 +16,13 @@ def _card(route: ModelRoute, created: int) -> ModelCard:
     return ModelCard(id=route.name, created=created, owned_by=route.owned_by)
 
 
-@router.get("", response_model=ModelList, summary="List the models this service routes")
+@router.get(
+    "",
+    response_model=ModelList,
+    responses=error_responses(*AUTH_ERRORS),
+    openapi_extra=AUTHENTICATED,
+    summary="List the models this service routes",
+)
 async def list_models(runtime: RuntimeDep, key: CurrentKey) -> ModelList:
     return ModelList(data=[_card(route, runtime.created) for route in runtime.models.routes])
 
@@ -23,7 +30,8 @@ async def list_models(runtime: RuntimeDep, key: CurrentKey) -> ModelList:
 @router.get(
     "/{model_id:path}",
     response_model=ModelCard,
-    responses={404: {"description": "Unknown model"}},
+    responses=error_responses(*AUTH_ERRORS, 404),
+    openapi_extra=AUTHENTICATED,
     summary="Describe one model",
 )
 async def get_model(model_id: str, runtime: RuntimeDep, key: CurrentKey) -> ModelCard:
