@@ -5,7 +5,15 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
+PIP := $(PY) -m pip --disable-pip-version-check
+# Two stamps: `make run` needs only the runtime dependencies; tests, lint and type checks need
+# the dev install (which also satisfies the runtime stamp).
+RUNTIME_STAMP := $(VENV)/.installed-runtime
 STAMP := $(VENV)/.installed
+# checkov pins libraries the project's own environment does not share: a virtualenv of its own.
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+CHECKOV_REQUIREMENTS := tests/chart/checkov-requirements.txt
 # The embedded default database for `make run`: a SQLite file under var/ (git-ignored).
 RUN_DIR := var
 export CHATSERVICE_DATABASE_URL ?= sqlite+aiosqlite:///$(CURDIR)/$(RUN_DIR)/chatservice.db
@@ -18,28 +26,41 @@ KIND_CLUSTER ?= chatservice
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
+$(RUNTIME_STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install --quiet -e .
+	touch $@
+
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PIP) install --quiet -e '.[dev]'
+	touch $@ $(RUNTIME_STAMP)
+
+$(CHECKOV_STAMP): $(CHECKOV_REQUIREMENTS)
+	test -x $(CHECKOV_VENV)/bin/python || python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip --disable-pip-version-check install --quiet -r $<
 	touch $@
 
 .PHONY: install
-install: $(STAMP) ## Create .venv and install the project with its test and dev tools
+install: $(STAMP) $(CHECKOV_STAMP) ## Create .venv (project, test and dev tools) and .venv-checkov
 
 .PHONY: run
-run: $(STAMP) ## Run the service on :8000 (gunicorn, echo backend, embedded SQLite)
+run: $(RUNTIME_STAMP) ## Run the service on 127.0.0.1:8000 (gunicorn, echo backend, embedded SQLite)
 	mkdir -p $(RUN_DIR)
 	$(BIN)/chatservice migrate
 	$(BIN)/chatservice run
 
 .PHONY: migrate
-migrate: $(STAMP) ## Apply the database migrations to CHATSERVICE_DATABASE_URL
+migrate: $(RUNTIME_STAMP) ## Apply the database migrations to CHATSERVICE_DATABASE_URL
 	mkdir -p $(RUN_DIR)
 	$(BIN)/chatservice migrate
 
+.PHONY: create-key
+create-key: $(RUNTIME_STAMP) ## Store a new API key for `make run`'s database and print it once (NAME=..., ADMIN=1)
+	$(BIN)/chatservice create-key --name '$(or $(NAME),local)' $(if $(ADMIN),--admin)
+
 .PHONY: test
-test: $(STAMP) ## Run the whole test suite (starts a throwaway PostgreSQL itself)
+test: install ## Run the whole test suite (brings its own PostgreSQL and Redis)
 	$(BIN)/pytest
 
 .PHONY: lint
