@@ -53,17 +53,17 @@ class RedisServer:
 
     def start(self) -> None:
         # Redis reads its configuration from the command line as `--directive value`.
+        command = [
+            str(self.binary),
+            "--bind", "127.0.0.1",
+            "--port", str(self.port),
+            "--dir", str(self.root),
+            "--logfile", str(self._log),
+            "--save", "",
+            "--appendonly", "no",
+        ]  # fmt: skip
         self._process = subprocess.Popen(
-            [
-                str(self.binary),
-                "--bind", "127.0.0.1",
-                "--port", str(self.port),
-                "--dir", str(self.root),
-                "--logfile", str(self._log),
-                "--save", "",
-                "--appendonly", "no",
-                "--protected-mode", "yes",
-            ],  # fmt: skip
+            command,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             cwd=self.root,
