@@ -90,6 +90,28 @@ REVISION := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 IMAGE_BUILD_ARGS := --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
 	--build-arg CREATED=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 
+# The image installs from these locks with --require-hashes. The Python version is the base
+# image's; existing pins are kept unless UPGRADE=1.
+LOCK_PYTHON := 3.11
+LOCK := $(BIN)/uv pip compile --quiet --universal --python-version $(LOCK_PYTHON) --generate-hashes \
+	--custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade)
+
+.PHONY: lock
+lock: $(STAMP) ## Regenerate requirements.lock (runtime) and requirements-build.lock (hatchling), hashed; UPGRADE=1 to move pins
+	$(LOCK) pyproject.toml -o requirements.lock
+	$(PY) -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['build-system']['requires']))" \
+		| $(LOCK) - -o requirements-build.lock
+
+# The base image's tag, read from the Dockerfile's `ARG PYTHON_IMAGE=<tag>@sha256:<digest>`.
+PYTHON_TAG = $(shell sed -n 's/^ARG PYTHON_IMAGE=\([^@]*\)@.*/\1/p' Dockerfile)
+
+.PHONY: pin-base-image
+pin-base-image: ## Pin the Dockerfile's base image to its tag's current digest (needs docker buildx and a registry)
+	digest=$$(docker buildx imagetools inspect --format '{{json .Manifest}}' '$(PYTHON_TAG)' \
+		| python3 -c 'import json, sys; print(json.load(sys.stdin)["digest"])') \
+	&& sed -i "s|^ARG PYTHON_IMAGE=.*|ARG PYTHON_IMAGE=$(PYTHON_TAG)@$$digest|" Dockerfile \
+	&& grep '^ARG PYTHON_IMAGE=' Dockerfile
+
 .PHONY: image
 image: ## Build the service and operator images (Dockerfile targets `service`, `operator`)
 	docker build --target service $(IMAGE_BUILD_ARGS) -t $(IMAGE_REPO):$(IMAGE_TAG) .
