@@ -6,6 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 PIP := $(PY) -m pip --disable-pip-version-check
+UV := $(BIN)/uv
 # Two stamps: `make run` needs only the runtime dependencies; tests, lint and type checks need
 # the dev install (which also satisfies the runtime stamp).
 RUNTIME_STAMP := $(VENV)/.installed-runtime
@@ -26,19 +27,22 @@ KIND_CLUSTER ?= chatservice
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
-$(RUNTIME_STAMP): pyproject.toml
+# uv installs: several times faster than pip on a fresh machine. pip only bootstraps it.
+$(UV):
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PIP) install --quiet -e .
+	$(PIP) install --quiet 'uv>=0.5'
+
+$(RUNTIME_STAMP): pyproject.toml | $(UV)
+	$(UV) pip install --quiet --python $(PY) -e .
 	touch $@
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PIP) install --quiet -e '.[dev]'
+$(STAMP): pyproject.toml | $(UV)
+	$(UV) pip install --quiet --python $(PY) -e '.[dev]'
 	touch $@ $(RUNTIME_STAMP)
 
-$(CHECKOV_STAMP): $(CHECKOV_REQUIREMENTS)
-	test -x $(CHECKOV_VENV)/bin/python || python3 -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/python -m pip --disable-pip-version-check install --quiet -r $<
+$(CHECKOV_STAMP): $(CHECKOV_REQUIREMENTS) | $(UV)
+	test -x $(CHECKOV_VENV)/bin/python || python3 -m venv --without-pip $(CHECKOV_VENV)
+	$(UV) pip install --quiet --python $(CHECKOV_VENV)/bin/python -r $<
 	touch $@
 
 .PHONY: install
@@ -93,7 +97,7 @@ IMAGE_BUILD_ARGS := --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISI
 # The image installs from these locks with --require-hashes. The Python version is the base
 # image's; existing pins are kept unless UPGRADE=1.
 LOCK_PYTHON := 3.11
-LOCK := $(BIN)/uv pip compile --quiet --universal --python-version $(LOCK_PYTHON) --generate-hashes \
+LOCK := $(UV) pip compile --quiet --universal --python-version $(LOCK_PYTHON) --generate-hashes \
 	--custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade)
 
 .PHONY: lock
