@@ -1,11 +1,14 @@
-# syntax=docker/dockerfile:1
 # ChatService images. One Dockerfile, two targets that share every layer but the last:
 #   docker build --target service  -t chatservice:dev .           (the default target)
 #   docker build --target operator -t chatservice-operator:dev .
 # Both hold the same virtualenv (one distribution ships both packages); the targets differ in
 # their default command, exposed ports and labels, so each Deployment names what it runs.
+#
+# Reproducible: the base image is pinned by digest (`make pin-base-image` moves it to the tag's
+# current digest) and every Python package comes from a lock file with hashes (`make lock`).
+# No `# syntax=` line: the builder's own frontend, rather than an unpinned frontend image.
 
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
 
 # ---------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS build
@@ -21,17 +24,20 @@ WORKDIR /src
 # final image carries no installer.
 RUN python -m venv --without-pip "${VIRTUAL_ENV}"
 
-# Dependencies get a layer of their own, keyed on pyproject.toml alone, so a source change
-# rebuilds only the small layer below.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
- && pip --python "${VIRTUAL_ENV}/bin/python" install --no-cache-dir -r /tmp/requirements.txt
+# Dependencies get a layer of their own, keyed on the lock files alone, so a source change
+# rebuilds only the small layers below. The build backend (hatchling) goes into the build
+# stage's own Python, from its lock; the runtime virtualenv gets the runtime lock only.
+COPY requirements.lock requirements-build.lock ./
+RUN pip install --no-cache-dir --require-hashes -r requirements-build.lock \
+ && pip --python "${VIRTUAL_ENV}/bin/python" install --no-cache-dir --require-hashes -r requirements.lock
 
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY service/ service/
 COPY operator/ operator/
+# --no-build-isolation: the locked hatchling, not whatever version an isolated build would fetch.
 # Bytecode is compiled here (pip's default) because the root filesystem is read-only at run time.
-RUN pip --python "${VIRTUAL_ENV}/bin/python" install --no-cache-dir --no-deps .
+RUN pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /tmp/dist . \
+ && pip --python "${VIRTUAL_ENV}/bin/python" install --no-cache-dir --no-deps /tmp/dist/*.whl
 
 # ---------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -51,8 +57,11 @@ COPY --from=build /opt/venv /opt/venv
 # PROMETHEUS_MULTIPROC_DIR is deliberately not set here: it must name a per-pod emptyDir, which
 # the operator mounts and sets; a default pointing at a missing directory would break
 # single-process commands such as `chatservice migrate`.
+# CHATSERVICE_HOST: a container is reached through its pod's address (development binds
+# 127.0.0.1).
 ENV PATH=/opt/venv/bin:${PATH} \
     VIRTUAL_ENV=/opt/venv \
+    CHATSERVICE_HOST=0.0.0.0 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 

@@ -5,7 +5,16 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
+PIP := $(PY) -m pip --disable-pip-version-check
+UV := $(BIN)/uv
+# Two stamps: `make run` needs only the runtime dependencies; tests, lint and type checks need
+# the dev install (which also satisfies the runtime stamp).
+RUNTIME_STAMP := $(VENV)/.installed-runtime
 STAMP := $(VENV)/.installed
+# checkov pins libraries the project's own environment does not share: a virtualenv of its own.
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+CHECKOV_REQUIREMENTS := tests/chart/checkov-requirements.txt
 # The embedded default database for `make run`: a SQLite file under var/ (git-ignored).
 RUN_DIR := var
 export CHATSERVICE_DATABASE_URL ?= sqlite+aiosqlite:///$(CURDIR)/$(RUN_DIR)/chatservice.db
@@ -18,28 +27,44 @@ KIND_CLUSTER ?= chatservice
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# uv installs: several times faster than pip on a fresh machine. pip only bootstraps it.
+$(UV):
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PIP) install --quiet 'uv>=0.5'
+
+$(RUNTIME_STAMP): pyproject.toml | $(UV)
+	$(UV) pip install --quiet --python $(PY) -e .
+	touch $@
+
+$(STAMP): pyproject.toml | $(UV)
+	$(UV) pip install --quiet --python $(PY) -e '.[dev]'
+	touch $@ $(RUNTIME_STAMP)
+
+$(CHECKOV_STAMP): $(CHECKOV_REQUIREMENTS) | $(UV)
+	test -x $(CHECKOV_VENV)/bin/python || python3 -m venv --without-pip $(CHECKOV_VENV)
+	$(UV) pip install --quiet --python $(CHECKOV_VENV)/bin/python -r $<
 	touch $@
 
 .PHONY: install
-install: $(STAMP) ## Create .venv and install the project with its test and dev tools
+install: $(STAMP) $(CHECKOV_STAMP) ## Create .venv (project, test and dev tools) and .venv-checkov
 
 .PHONY: run
-run: $(STAMP) ## Run the service on :8000 (gunicorn, echo backend, embedded SQLite)
+run: $(RUNTIME_STAMP) ## Run the service on 127.0.0.1:8000 (gunicorn, echo backend, embedded SQLite)
 	mkdir -p $(RUN_DIR)
 	$(BIN)/chatservice migrate
 	$(BIN)/chatservice run
 
 .PHONY: migrate
-migrate: $(STAMP) ## Apply the database migrations to CHATSERVICE_DATABASE_URL
+migrate: $(RUNTIME_STAMP) ## Apply the database migrations to CHATSERVICE_DATABASE_URL
 	mkdir -p $(RUN_DIR)
 	$(BIN)/chatservice migrate
 
+.PHONY: create-key
+create-key: $(RUNTIME_STAMP) ## Store a new API key for `make run`'s database and print it once (NAME=..., ADMIN=1)
+	$(BIN)/chatservice create-key --name '$(or $(NAME),local)' $(if $(ADMIN),--admin)
+
 .PHONY: test
-test: $(STAMP) ## Run the whole test suite (starts a throwaway PostgreSQL itself)
+test: install ## Run the whole test suite (brings its own PostgreSQL and Redis)
 	$(BIN)/pytest
 
 .PHONY: lint
@@ -68,6 +93,28 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 REVISION := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 IMAGE_BUILD_ARGS := --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
 	--build-arg CREATED=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+
+# The image installs from these locks with --require-hashes. The Python version is the base
+# image's; existing pins are kept unless UPGRADE=1.
+LOCK_PYTHON := 3.11
+LOCK := $(UV) pip compile --quiet --universal --python-version $(LOCK_PYTHON) --generate-hashes \
+	--custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade)
+
+.PHONY: lock
+lock: $(STAMP) ## Regenerate requirements.lock (runtime) and requirements-build.lock (hatchling), hashed; UPGRADE=1 to move pins
+	$(LOCK) pyproject.toml -o requirements.lock
+	$(PY) -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['build-system']['requires']))" \
+		| $(LOCK) - -o requirements-build.lock
+
+# The base image's tag, read from the Dockerfile's `ARG PYTHON_IMAGE=<tag>@sha256:<digest>`.
+PYTHON_TAG = $(shell sed -n 's/^ARG PYTHON_IMAGE=\([^@]*\)@.*/\1/p' Dockerfile)
+
+.PHONY: pin-base-image
+pin-base-image: ## Pin the Dockerfile's base image to its tag's current digest (needs docker buildx and a registry)
+	digest=$$(docker buildx imagetools inspect --format '{{json .Manifest}}' '$(PYTHON_TAG)' \
+		| python3 -c 'import json, sys; print(json.load(sys.stdin)["digest"])') \
+	&& sed -i "s|^ARG PYTHON_IMAGE=.*|ARG PYTHON_IMAGE=$(PYTHON_TAG)@$$digest|" Dockerfile \
+	&& grep '^ARG PYTHON_IMAGE=' Dockerfile
 
 .PHONY: image
 image: ## Build the service and operator images (Dockerfile targets `service`, `operator`)

@@ -7,10 +7,17 @@ import asyncio
 import os
 import sys
 import tempfile
+from pathlib import Path
 
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from chatservice.config import DEVELOPMENT_ADMIN_KEY, Environment, Settings
+
+
+class DatabaseNotReady(Exception):
+    """The database cannot be used yet; the message is one line a person can act on."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,17 +40,27 @@ def main(argv: list[str] | None = None) -> int:
             print(f"chatservice: invalid configuration: {field}{message}", file=sys.stderr)
         return 2
 
-    if args.command == "migrate":
-        from chatservice.migrations import upgrade
-
-        upgrade(settings.database_url)
-        print("chatservice: database migrated to head", file=sys.stderr)
-        return 0
-    if args.command == "create-key":
-        plaintext = asyncio.run(_create_key(settings, args.name, args.admin))
-        print(plaintext)
-        return 0
+    try:
+        if args.command == "migrate":
+            _migrate(settings)
+            return 0
+        if args.command == "create-key":
+            print(asyncio.run(_create_key(settings, args.name, args.admin)))
+            return 0
+    except DatabaseNotReady as exc:
+        print(f"chatservice: {exc}", file=sys.stderr)
+        return 1
     return _run(settings)
+
+
+def _migrate(settings: Settings) -> None:
+    from chatservice.migrations import upgrade
+
+    try:
+        upgrade(settings.database_url)
+    except (OSError, DBAPIError) as exc:
+        raise DatabaseNotReady(_unreachable(settings, exc)) from exc
+    print("chatservice: database migrated to head", file=sys.stderr)
 
 
 def _run(settings: Settings) -> int:
@@ -52,12 +69,12 @@ def _run(settings: Settings) -> int:
     if settings.environment is Environment.DEVELOPMENT:
         key = settings.admin_api_key.get_secret_value()
         shown = key if key == DEVELOPMENT_ADMIN_KEY else key[:6] + "…"
+        base = f"http://{settings.host}:{settings.port}/api/v1"
         print(
-            f"\n  ChatService on http://localhost:{settings.port}/api/v1  (development mode)\n"
+            f"\n  ChatService on {base}  (development mode)\n"
             f"  API key: {shown}\n"
             f"  Models:  {', '.join(settings.routes)}\n"
-            f"  Try:     curl -H 'Authorization: Bearer {shown}' "
-            f"http://localhost:{settings.port}/api/v1/models\n",
+            f"  Try:     curl -H 'Authorization: Bearer {shown}' {base}/models\n",
             file=sys.stderr,
             flush=True,
         )
@@ -71,15 +88,52 @@ def _run(settings: Settings) -> int:
 
 async def _create_key(settings: Settings, name: str, admin: bool) -> str:
     from chatservice.db import create_engine, create_sessionmaker
+    from chatservice.health.schema import SchemaHistory, SchemaStatus
     from chatservice.keys.service import create_key
+    from chatservice.migrations import applied_revisions, script_directory
 
+    sqlite_file = _sqlite_file(settings)
+    if sqlite_file is not None and not sqlite_file.exists():
+        # SQLite would create an empty file here, far from the one `make run` uses.
+        raise DatabaseNotReady(
+            f"no database at {sqlite_file}: run `chatservice migrate` (or `make migrate`) "
+            "first, or set CHATSERVICE_DATABASE_URL"
+        )
     engine = create_engine(settings)
     try:
+        async with engine.connect() as connection:
+            revisions = await applied_revisions(connection)
+        if SchemaHistory.load(script_directory()).status(revisions) is SchemaStatus.BEHIND:
+            raise DatabaseNotReady(
+                f"the database at {_shown(settings)} is not migrated: run `chatservice migrate` "
+                "(or `make migrate`) first"
+            )
         async with create_sessionmaker(engine)() as session, session.begin():
             plaintext, _ = await create_key(session, name=name, is_admin=admin)
+    except (OSError, DBAPIError) as exc:
+        raise DatabaseNotReady(_unreachable(settings, exc)) from exc
     finally:
         await engine.dispose()
     return plaintext
+
+
+def _sqlite_file(settings: Settings) -> Path | None:
+    database = make_url(settings.database_url).database
+    if not settings.is_sqlite or not database or database == ":memory:":
+        return None
+    return Path(database).resolve()
+
+
+def _shown(settings: Settings) -> str:
+    return make_url(settings.database_url).render_as_string(hide_password=True)
+
+
+def _unreachable(settings: Settings, exc: BaseException) -> str:
+    # The driver's own first line says what failed (refused, unknown database, bad password)
+    # without the statement or parameters SQLAlchemy appends.
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    return f"cannot use the database at {_shown(settings)}: {reason}"
 
 
 if __name__ == "__main__":

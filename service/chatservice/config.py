@@ -140,7 +140,9 @@ class Settings(BaseSettings):
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
     # gunicorn.
-    host: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
+    # Loopback in development: `make run` serves the public development key. The image sets
+    # CHATSERVICE_HOST=0.0.0.0, since a container is reached through its pod's address.
+    host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=2, ge=1)
     # Longer than the longest stream (upstream_total_timeout), so a worker is never killed

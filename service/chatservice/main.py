@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import aiohttp
 from fastapi import FastAPI
 from fastapi.responses import Response
+from fastapi_offline import FastAPIOffline
 from opentelemetry.instrumentation.aiohttp_client import create_trace_config
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
@@ -36,6 +37,8 @@ from chatservice.request_body import document_bodies
 from chatservice.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+DOCS_URL = "/api/v1/docs"
 
 
 def create_app(
@@ -93,12 +96,16 @@ def create_app(
             if tracer_provider is not None:
                 tracer_provider.shutdown()  # flushes, then stops the export thread
 
-    app = FastAPI(
+    # Swagger UI's script, stylesheet and favicon come from the fastapi-offline package and
+    # are served here, so the docs page works without internet access.
+    app = FastAPIOffline(
         title="ChatService",
         version=__version__,
         summary="OpenAI-compatible chat completions in front of your model servers.",
         lifespan=lifespan,
-        docs_url="/api/v1/docs",
+        docs_url=DOCS_URL,
+        static_url=f"{DOCS_URL}/assets",
+        swagger_ui_oauth2_redirect_url=f"{DOCS_URL}/oauth2-redirect",
         openapi_url="/api/v1/openapi.json",
         redoc_url=None,
         # Starlette's slash redirects are absolute URLs built from the client's Host header;

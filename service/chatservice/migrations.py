@@ -7,6 +7,9 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -34,3 +37,15 @@ def script_directory() -> ScriptDirectory:
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Apply migrations up to `revision`; safe to run from several processes at once."""
     command.upgrade(alembic_config(database_url), revision)
+
+
+async def applied_revisions(connection: AsyncConnection) -> frozenset[str]:
+    """The database's Alembic revisions; empty for a database that was never migrated."""
+    # A savepoint, so a missing version table does not abort the caller's transaction on
+    # PostgreSQL.
+    try:
+        async with connection.begin_nested():
+            result = await connection.execute(text("SELECT version_num FROM alembic_version"))
+            return frozenset(str(row[0]) for row in result)
+    except DBAPIError:
+        return frozenset()

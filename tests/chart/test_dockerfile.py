@@ -89,18 +89,61 @@ def test_runtime_has_no_installer_or_build_tools() -> None:
 
 def test_dependencies_are_installed_before_the_source_is_copied() -> None:
     build = stages()["build"]
-    deps = next(i for i, line in enumerate(build) if "-r /tmp/requirements.txt" in line)
+    deps = next(i for i, line in enumerate(build) if "-r requirements.lock" in line)
     source = next(i for i, line in enumerate(build) if line.startswith("COPY service/"))
-    manifest = next(i for i, line in enumerate(build) if line == "COPY pyproject.toml ./")
-    assert manifest < deps < source
+    locks = next(i for i, line in enumerate(build) if line.startswith("COPY requirements.lock"))
+    assert locks < deps < source
+
+
+def test_every_package_is_installed_from_a_hashed_lock() -> None:
+    installs = [
+        command
+        for line in stages()["build"]
+        if line.startswith("RUN ")
+        for command in line.removeprefix("RUN ").split("&&")
+        if " install " in command
+    ]
+    assert installs, "the build stage installs nothing"
+    for command in installs:
+        # From a lock with every hash checked, or the project's own wheel without its deps.
+        assert "--require-hashes -r requirements" in command or (
+            "--no-deps /tmp/dist/" in command
+        ), command
+    wheel = next(line for line in stages()["build"] if "pip wheel" in line)
+    assert "--no-build-isolation" in wheel, "an isolated build would fetch an unpinned hatchling"
+
+
+def test_every_base_image_is_pinned_by_digest() -> None:
+    text = DOCKERFILE.read_text()
+    assert not re.search(r"^#\s*syntax=(?!.*@sha256:)", text, re.MULTILINE), (
+        "an unpinned frontend image"
+    )
+    args = dict(re.findall(r"^ARG\s+(\w+)=(\S+)", text, re.MULTILINE))
+    names = set(stages())
+    for image in re.findall(r"^FROM\s+(\S+)", text, re.MULTILINE | re.IGNORECASE):
+        if image in names:
+            continue  # an earlier stage
+        reference = args.get(image.strip("${}"), image)
+        assert re.fullmatch(r"[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}", reference), (
+            f"FROM {image} ({reference}) is not pinned by digest: run `make pin-base-image`"
+        )
+
+
+def test_the_container_listens_on_all_interfaces() -> None:
+    # Development binds 127.0.0.1; a pod is reached through its own address.
+    runtime = " ".join(stages()["runtime"])
+    assert "CHATSERVICE_HOST=0.0.0.0" in runtime
 
 
 @pytest.mark.parametrize("path", [".venv/bin/python", ".git/config", "tests/chart/x.py", ".env"])
 def test_dockerignore_keeps_local_files_out_of_the_context(path: str) -> None:
     ignore = (REPO_ROOT / ".dockerignore").read_text().splitlines()
     patterns = [line for line in ignore if line and not line.startswith("#")]
-    # The file ignores everything, then re-includes the four inputs of the build.
+    # The file ignores everything, then re-includes the inputs of the build.
     assert patterns[0] == "*"
     included = [p[1:].rstrip("/") for p in patterns if p.startswith("!")]
-    assert sorted(included) == ["README.md", "operator", "pyproject.toml", "service"]
+    assert sorted(included) == [
+        "README.md", "operator", "pyproject.toml", "requirements-build.lock",
+        "requirements.lock", "service",
+    ]  # fmt: skip
     assert not any(path == inc or path.startswith(inc + "/") for inc in included)

