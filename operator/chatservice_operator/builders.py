@@ -9,7 +9,7 @@ import hashlib
 import json
 from typing import Any
 
-from chatservice_operator.models import API_VERSION, KIND, ChatService, Probe
+from chatservice_operator.resource import API_VERSION, KIND, ChatService, Probe
 
 Obj = dict[str, Any]
 

@@ -12,7 +12,7 @@ import kopf
 import prometheus_client
 import yaml
 
-from chatservice_operator.api import KubeClient
+from chatservice_operator.kube import KubeClient
 
 
 def _namespaces(args: argparse.Namespace) -> list[str]:

@@ -13,11 +13,11 @@ from typing import Any
 import aiohttp
 import kopf
 
-from chatservice_operator.api import ApiError, KubeClient
 from chatservice_operator.builders import MANAGER
+from chatservice_operator.kube import ApiError, KubeClient
 from chatservice_operator.kubeconfig import login_with_exec_plugin
-from chatservice_operator.models import GROUP, PLURAL, VERSION
 from chatservice_operator.reconcile import Context, owner_of, reconcile
+from chatservice_operator.resource import GROUP, PLURAL, VERSION
 
 PREFIX = "chatservice.dev"
 # Child events and create/update drive the state machine; the drift pass only catches what no

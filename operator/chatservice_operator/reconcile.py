@@ -17,8 +17,8 @@ import kopf
 from pydantic import ValidationError
 
 from chatservice_operator import builders, metrics
-from chatservice_operator.api import KubeClient, Obj
-from chatservice_operator.models import (
+from chatservice_operator.kube import KubeClient, Obj
+from chatservice_operator.resource import (
     API_VERSION,
     KIND,
     ChatService,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from chatservice_operator.builders import job_name, migration_hash
-from chatservice_operator.models import (
+from chatservice_operator.resource import (
     ChatService,
     ChatServiceStatus,
     Condition,

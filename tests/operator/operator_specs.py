@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 from chatservice_operator.builders import job_name
-from chatservice_operator.models import ChatService, ChatServiceSpec
+from chatservice_operator.resource import ChatService, ChatServiceSpec
 
 SPEC: dict[str, Any] = {
     "image": "reg.example/chat:1.0",

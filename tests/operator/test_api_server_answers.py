@@ -27,8 +27,8 @@ from operator_harness import (
 from operator_specs import OLD, body, job_for
 from test_operator_flows import install
 
-from chatservice_operator.api import FIELD_MANAGER, ApiError, KubeClient
 from chatservice_operator.handlers import connection_info
+from chatservice_operator.kube import FIELD_MANAGER, ApiError, KubeClient
 from tests.apiserver.emulator import OPERATOR_TOKEN
 
 

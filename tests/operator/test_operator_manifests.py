@@ -17,8 +17,8 @@ from operator_specs import chatservice
 from pydantic import BaseModel
 
 from chatservice_operator import builders
-from chatservice_operator.models import ChatServiceSpec, ChatServiceStatus
 from chatservice_operator.rbac import RULES
+from chatservice_operator.resource import ChatServiceSpec, ChatServiceStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"

@@ -17,8 +17,8 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker, create_async_engine
 
 from chatservice.config import DEVELOPMENT_ADMIN_KEY, ModelRoute, Settings
+from chatservice.db.migrate import upgrade
 from chatservice.main import create_app
-from chatservice.migrations import upgrade
 from chatservice.runtime import Runtime
 from tests.service.postgres import PostgresServer, find_bindir
 from tests.service.redis_server import RedisServer, find_redis_server
