@@ -269,7 +269,7 @@ def test_operator_deployment_runs_one_restricted_replica_with_liveness() -> None
 
 def test_rbac_manifests_grant_exactly_the_rules_in_the_module() -> None:
     docs = {doc["kind"]: doc for doc in kustomize(K8S)}
-    assert docs["Role"]["rules"] == RULES
+    assert docs["Role"]["rules"] == RULES, "k8s/base/rbac.yaml drifted: run `make generate`"
     assert "ClusterRole" not in docs, "a namespaced operator needs nothing cluster-scoped"
     binding = docs["RoleBinding"]
     assert binding["roleRef"]["name"] == docs["Role"]["metadata"]["name"]

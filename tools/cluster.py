@@ -3,7 +3,7 @@ images, starts a throwaway PostgreSQL, creates the Secrets (once), installs or u
 with the Helm engine (the helm-python-sdk; no `helm` binary needed) and waits until the
 ChatService is Ready.
 
-    python tests/e2e/cluster.py deploy [--cluster chatservice] [--namespace chatservice] [--tag dev]
+    python tools/cluster.py deploy [--cluster chatservice] [--namespace chatservice] [--tag dev]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 CHART_DIR = REPO_ROOT / "charts" / "chatservice"
 POSTGRES_MANIFEST = Path(__file__).resolve().parent / "manifests" / "postgres.yaml"
 POSTGRES_SECRET = "chatservice-e2e-postgres"
