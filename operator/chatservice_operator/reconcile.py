@@ -17,10 +17,9 @@ import kopf
 from pydantic import ValidationError
 
 from chatservice_operator import builders, metrics
+from chatservice_operator.identity import API_VERSION, KIND, job_name
 from chatservice_operator.kube import KubeClient, Obj
 from chatservice_operator.resource import (
-    API_VERSION,
-    KIND,
     ChatService,
     ChatServiceSpec,
     ChatServiceStatus,
@@ -174,13 +173,13 @@ async def _reconcile(ctx: Context, namespace: str, name: str, settings_children:
         logger.warning("ChatService %s/%s: %s", namespace, name, message)
         return "invalid"
 
-    job_raw = await api.get("batch/v1", "Job", namespace, builders.job_name(cs))
+    job_raw = await api.get("batch/v1", "Job", namespace, job_name(cs))
     deployment_raw = await api.get("apps/v1", "Deployment", namespace, name)
     observed = Observed(job=observe_job(job_raw), deployment=observe_deployment(deployment_raw))
     decision = decide(cs, status, observed, _now())
 
     if decision.delete_job:
-        await api.delete("batch/v1", "Job", namespace, builders.job_name(cs))
+        await api.delete("batch/v1", "Job", namespace, job_name(cs))
     if decision.create_job and await api.create(builders.build_job(cs)):
         metrics.MIGRATIONS.labels("started").inc()
     # After the Job (the critical path of a new image), before the Deployment that reads them.

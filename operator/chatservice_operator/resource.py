@@ -11,12 +11,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-GROUP = "chatservice.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-KIND = "ChatService"
-PLURAL = "chatservices"
-
 
 class _Model(BaseModel):
     model_config = ConfigDict(

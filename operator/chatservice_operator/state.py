@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from chatservice_operator.builders import job_name, migration_hash
+from chatservice_operator.identity import job_name, migration_hash
 from chatservice_operator.resource import (
     ChatService,
     ChatServiceStatus,

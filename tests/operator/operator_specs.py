@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from chatservice_operator.builders import job_name
+from chatservice_operator.identity import job_name
 from chatservice_operator.resource import ChatService, ChatServiceSpec
 
 SPEC: dict[str, Any] = {

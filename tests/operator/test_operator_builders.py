@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from operator_specs import chatservice
 
-from chatservice_operator import builders
+from chatservice_operator import builders, identity
 
 LABELS = {
     "app.kubernetes.io/name": "chatservice",
@@ -93,19 +93,19 @@ def test_config_checksum_follows_the_settings_only() -> None:
 
 
 def test_migration_hash_is_deterministic_and_keyed_on_image_and_database() -> None:
-    digest = builders.migration_hash(chatservice())
+    digest = identity.migration_hash(chatservice())
     assert len(digest) == 10
     assert int(digest, 16) >= 0
-    assert builders.migration_hash(chatservice(replicas=7, workers=8)) == digest
-    assert builders.migration_hash(chatservice(image="reg.example/chat:1.1")) != digest
+    assert identity.migration_hash(chatservice(replicas=7, workers=8)) == digest
+    assert identity.migration_hash(chatservice(image="reg.example/chat:1.1")) != digest
     other_db = {"urlSecretRef": {"name": "db2", "key": "url"}}
-    assert builders.migration_hash(chatservice(database=other_db)) != digest
-    assert builders.job_name(chatservice()) == f"chat-migrate-{digest}"
+    assert identity.migration_hash(chatservice(database=other_db)) != digest
+    assert identity.job_name(chatservice()) == f"chat-migrate-{digest}"
 
 
 def test_migration_job() -> None:
     cs = chatservice()
-    digest = builders.migration_hash(cs)
+    digest = identity.migration_hash(cs)
     job_labels = {
         **LABELS,
         "app.kubernetes.io/component": "migration",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from operator_specs import chatservice
 
-from chatservice_operator.builders import job_name, migration_hash
+from chatservice_operator.identity import job_name, migration_hash
 from chatservice_operator.resource import (
     ChatServiceStatus,
     Condition,

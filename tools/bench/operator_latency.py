@@ -39,7 +39,7 @@ from operator_harness import (
 )
 from operator_specs import NEW, OLD, body, chatservice
 
-from chatservice_operator.builders import job_name
+from chatservice_operator.identity import job_name
 
 
 class TimedEmulator(ApiServerEmulator):
