@@ -139,7 +139,7 @@ kind-up: ## Create the kind cluster (KIND_CLUSTER, default chatservice) unless i
 
 .PHONY: deploy
 deploy: $(STAMP) image ## Load the images into kind, helm upgrade --install, wait for the ChatService to be Ready
-	$(PY) tools/cluster.py deploy --cluster $(KIND_CLUSTER) --namespace $(K8S_NAMESPACE) \
+	$(PY) -m tools.cluster deploy --cluster $(KIND_CLUSTER) --namespace $(K8S_NAMESPACE) \
 		--image-repository $(IMAGE_REPO) --operator-repository $(OPERATOR_IMAGE_REPO) --tag $(IMAGE_TAG)
 
 .PHONY: e2e

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 
@@ -16,15 +15,9 @@ from operator_harness import CHATSERVICES, JOBS, Cluster, eventually
 from operator_specs import OLD, body, job_for
 
 from chatservice_operator.cli import build_parser, main, operator_config
+from tests.ports import free_port
 
 OPERATOR = Path(sys.executable).parent / "chatservice-operator"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def test_namespace_comes_from_flag_then_watch_namespace_then_pod_namespace(

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.service.postgres import free_port
+from tests.ports import free_port
 
 KEY = "sk-bench-" + "0" * 40
 BODY = {"model": "bench", "messages": [{"role": "user", "content": "Say hello"}]}
