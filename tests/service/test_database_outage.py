@@ -24,7 +24,7 @@ from chatservice.db.outage import database_log
 from chatservice.keys.service import create_key
 from chatservice.keys.tables import ApiKey
 from chatservice.main import create_app
-from tests.service.conftest import make_settings, serve
+from tests.service.harness import make_settings, serve
 from tests.service.postgres import PostgresServer
 
 MODELS = "/api/v1/models"

@@ -13,7 +13,7 @@ from chatservice.deps import SessionDep
 from chatservice.errors import InvalidRequestError
 from chatservice.keys.tables import User
 from chatservice.main import create_app
-from tests.service.conftest import make_settings, serve
+from tests.service.harness import make_settings, serve
 
 
 def app_with_writing_routes(database_url: str) -> FastAPI:

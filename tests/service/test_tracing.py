@@ -12,7 +12,7 @@ from opentelemetry.trace import SpanKind
 
 from chatservice.db.migrate import upgrade
 from chatservice.main import create_app
-from tests.service.conftest import make_settings, serve
+from tests.service.harness import make_settings, serve
 from tests.service.stub_upstream import StubUpstream
 from tests.service.test_chat_api import CHAT
 
