@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker, create_a
 from chatservice.db.migrate import upgrade
 from chatservice.main import create_app
 from chatservice.runtime import Runtime
+from tests.service.gunicorn_server import Gunicorn, gunicorn_starter
 from tests.service.harness import Served, make_settings, serve
 from tests.service.postgres import PostgresServer, find_bindir
 from tests.service.redis_server import RedisServer, find_redis_server
@@ -172,6 +173,13 @@ def open_client(
 async def client(open_client: Callable[..., Served]) -> AsyncIterator[httpx.AsyncClient]:
     async with open_client() as http:
         yield http
+
+
+@pytest.fixture
+def start_gunicorn(pg_url: str, tmp_path: Path) -> Iterator[Callable[..., Gunicorn]]:
+    """Start real gunicorn processes on the test database; all stopped after the test."""
+    with gunicorn_starter(pg_url, tmp_path) as start:
+        yield start
 
 
 @pytest.fixture
