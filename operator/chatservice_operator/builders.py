@@ -60,22 +60,29 @@ def _models_json(cs: ChatService) -> str:
     return json.dumps(routes, separators=(",", ":"))
 
 
+def _routing_env(cs: ChatService) -> dict[str, str]:
+    """The routing table, which every `chatservice` command validates at start (the migration
+    Job's too: without it the service's default echo route is refused in production)."""
+    env = {"CHATSERVICE_MODELS": _models_json(cs)}
+    if any(backend.backend == "echo" for backend in cs.spec.inference.backends):
+        # Production refuses the echo backend unless allowed; a resource that names it
+        # asked for it.
+        env["CHATSERVICE_ALLOW_ECHO_IN_PRODUCTION"] = "true"
+    return env
+
+
 def build_configmap(cs: ChatService) -> Obj:
     spec = cs.spec
     data = {
         "CHATSERVICE_ENVIRONMENT": "production",
         "CHATSERVICE_WORKERS": str(spec.workers),
-        "CHATSERVICE_MODELS": _models_json(cs),
+        **_routing_env(cs),
         "CHATSERVICE_GRACEFUL_TIMEOUT": str(spec.graceful_timeout_seconds),
         # No stream may outlast the shutdown grace, so a SIGTERM never cuts one short.
         "CHATSERVICE_UPSTREAM_TOTAL_TIMEOUT": str(spec.graceful_timeout_seconds),
         "CHATSERVICE_LOG_LEVEL": spec.log_level,
         "PROMETHEUS_MULTIPROC_DIR": METRICS_DIR,
     }
-    if any(backend.backend == "echo" for backend in spec.inference.backends):
-        # Production refuses the echo backend unless allowed; a resource that names it
-        # asked for it.
-        data["CHATSERVICE_ALLOW_ECHO_IN_PRODUCTION"] = "true"
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -169,6 +176,10 @@ def build_job(cs: ChatService) -> Obj:
                             "env": [
                                 {"name": "CHATSERVICE_ENVIRONMENT", "value": "production"},
                                 {"name": "CHATSERVICE_LOG_LEVEL", "value": spec.log_level},
+                                *(
+                                    {"name": name, "value": value}
+                                    for name, value in _routing_env(cs).items()
+                                ),
                                 *_core_secret_env(cs),
                             ],
                             "resources": _resources(cs),

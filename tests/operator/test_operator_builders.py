@@ -55,6 +55,22 @@ def meta(name: str = "chat", labels: dict[str, str] = LABELS) -> dict[str, Any]:
     return {"name": name, "namespace": "ns", "labels": labels, "ownerReferences": [OWNER]}
 
 
+MODELS_JSON = json.dumps(
+    [
+        {
+            "name": "llama",
+            "backend": "openai",
+            "base_url": "http://vllm:8000/v1",
+            "upstream_model": "meta/llama",
+            "max_tokens_field": "max_completion_tokens",
+            "api_key_env": "CHATSERVICE_UPSTREAM_KEY_0",
+        },
+        {"name": "echo", "backend": "echo", "upstream_model": "echo"},
+    ],
+    separators=(",", ":"),
+)
+
+
 def test_configmap_carries_non_secret_settings_and_the_model_routes() -> None:
     assert builders.build_configmap(chatservice()) == {
         "apiVersion": "v1",
@@ -63,20 +79,7 @@ def test_configmap_carries_non_secret_settings_and_the_model_routes() -> None:
         "data": {
             "CHATSERVICE_ENVIRONMENT": "production",
             "CHATSERVICE_WORKERS": "2",
-            "CHATSERVICE_MODELS": json.dumps(
-                [
-                    {
-                        "name": "llama",
-                        "backend": "openai",
-                        "base_url": "http://vllm:8000/v1",
-                        "upstream_model": "meta/llama",
-                        "max_tokens_field": "max_completion_tokens",
-                        "api_key_env": "CHATSERVICE_UPSTREAM_KEY_0",
-                    },
-                    {"name": "echo", "backend": "echo", "upstream_model": "echo"},
-                ],
-                separators=(",", ":"),
-            ),
+            "CHATSERVICE_MODELS": MODELS_JSON,
             "CHATSERVICE_GRACEFUL_TIMEOUT": "120",
             "CHATSERVICE_UPSTREAM_TOTAL_TIMEOUT": "120",
             "CHATSERVICE_ALLOW_ECHO_IN_PRODUCTION": "true",
@@ -137,6 +140,10 @@ def test_migration_job() -> None:
                             "env": [
                                 {"name": "CHATSERVICE_ENVIRONMENT", "value": "production"},
                                 {"name": "CHATSERVICE_LOG_LEVEL", "value": "info"},
+                                # The same routing table as the server's: the migrate command
+                                # validates it too.
+                                {"name": "CHATSERVICE_MODELS", "value": MODELS_JSON},
+                                {"name": "CHATSERVICE_ALLOW_ECHO_IN_PRODUCTION", "value": "true"},
                                 DB_ENV,
                                 ADMIN_ENV,
                             ],
