@@ -72,14 +72,26 @@ lint: $(STAMP) ## ruff check and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+.PHONY: fmt
+fmt: $(STAMP) ## Fix what ruff can fix and format the code
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
 .PHONY: typecheck
 typecheck: $(STAMP) ## mypy --strict on both packages
 	$(BIN)/mypy
 
+.PHONY: generate
+generate: $(STAMP) ## Write every generated copy from its source: RBAC rules, the chart's CRD and README
+	$(PY) -m tools.generate
+
+.PHONY: check
+check: lint typecheck test ## What CI runs (.ci/run without its machine packages): lint, typecheck, test
+
 .PHONY: bench
 bench: $(STAMP) ## Benchmark added latency and throughput against a loopback stub upstream
-	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
-	$(PY) -m tests.bench.gateway_overhead
+	@command -v wrk >/dev/null || { echo "make bench needs wrk: install it (Debian/Ubuntu: apt-get install wrk, macOS: brew install wrk)" >&2; exit 1; }
+	$(PY) -m tools.bench.gateway_overhead
 
 .PHONY: run-operator
 run-operator: $(STAMP) ## Run the operator against the current kubeconfig (NAMESPACE=..., default: the context's; ALL=1 for every namespace)
@@ -127,7 +139,7 @@ kind-up: ## Create the kind cluster (KIND_CLUSTER, default chatservice) unless i
 
 .PHONY: deploy
 deploy: $(STAMP) image ## Load the images into kind, helm upgrade --install, wait for the ChatService to be Ready
-	$(PY) tests/e2e/cluster.py deploy --cluster $(KIND_CLUSTER) --namespace $(K8S_NAMESPACE) \
+	$(PY) -m tools.cluster deploy --cluster $(KIND_CLUSTER) --namespace $(K8S_NAMESPACE) \
 		--image-repository $(IMAGE_REPO) --operator-repository $(OPERATOR_IMAGE_REPO) --tag $(IMAGE_TAG)
 
 .PHONY: e2e

@@ -44,8 +44,8 @@ def main() -> None:
         env["CHATSERVICE_MAX_REQUEST_BYTES"] = str(2**40)
         env["GUNICORN_CMD_ARGS"] = "--worker-class uvicorn_worker.UvicornWorker"
     cli = [sys.executable, "-m", "chatservice.cli"]
-    subprocess.run([*cli, "migrate"], env=env, check=True, capture_output=True)  # noqa: S603
-    server = subprocess.Popen([*cli, "run"], env=env, stderr=subprocess.DEVNULL)  # noqa: S603
+    subprocess.run([*cli, "migrate"], env=env, check=True, capture_output=True)
+    server = subprocess.Popen([*cli, "run"], env=env, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{args.port}"
     try:
         _wait(base)

@@ -9,43 +9,27 @@ import hashlib
 import json
 from typing import Any
 
-from chatservice_operator.models import API_VERSION, KIND, ChatService, Probe
+from chatservice_operator.identity import (
+    CONFIG_CHECKSUM_ANNOTATION,
+    IMAGE_ANNOTATION,
+    MIGRATION_HASH_LABEL,
+    configmap_name,
+    job_name,
+    labels,
+    migration_hash,
+    owner_reference,
+    selector_labels,
+)
+from chatservice_operator.resource import ChatService, Probe
 
 Obj = dict[str, Any]
 
-MANAGER = "chatservice-operator"
 HTTP_PORT = 8000
 METRICS_DIR = "/var/run/chatservice/metrics"
-CONFIG_CHECKSUM_ANNOTATION = "chatservice.dev/config-checksum"
-MIGRATION_HASH_LABEL = "chatservice.dev/migration-hash"
-IMAGE_ANNOTATION = "chatservice.dev/image"
 # A UID no base image uses, so that runAsNonRoot holds without trusting the image's USER line.
 RUN_AS_ID = 10001
 # Time for the last streamed response to finish after gunicorn's graceful timeout starts.
 GRACE_MARGIN_SECONDS = 10
-
-
-def selector_labels(cs: ChatService, component: str) -> dict[str, str]:
-    return {
-        "app.kubernetes.io/name": "chatservice",
-        "app.kubernetes.io/instance": cs.name,
-        "app.kubernetes.io/component": component,
-    }
-
-
-def labels(cs: ChatService, component: str) -> dict[str, str]:
-    return {**selector_labels(cs, component), "app.kubernetes.io/managed-by": MANAGER}
-
-
-def owner_reference(cs: ChatService) -> Obj:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "name": cs.name,
-        "uid": cs.uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
 
 
 def _metadata(cs: ChatService, name: str, component: str) -> Obj:
@@ -55,21 +39,6 @@ def _metadata(cs: ChatService, name: str, component: str) -> Obj:
         "labels": labels(cs, component),
         "ownerReferences": [owner_reference(cs)],
     }
-
-
-def migration_hash(cs: ChatService) -> str:
-    """What makes a migration necessary: the code (image) and the database it runs against."""
-    ref = cs.spec.database.url_secret_ref
-    material = "\0".join([cs.spec.image, ref.name, ref.key])
-    return hashlib.sha256(material.encode()).hexdigest()[:10]
-
-
-def job_name(cs: ChatService) -> str:
-    return f"{cs.name}-migrate-{migration_hash(cs)}"
-
-
-def configmap_name(cs: ChatService) -> str:
-    return f"{cs.name}-config"
 
 
 def _api_key_env(index: int) -> str:
@@ -91,22 +60,29 @@ def _models_json(cs: ChatService) -> str:
     return json.dumps(routes, separators=(",", ":"))
 
 
+def _routing_env(cs: ChatService) -> dict[str, str]:
+    """The routing table, which every `chatservice` command validates at start (the migration
+    Job's too: without it the service's default echo route is refused in production)."""
+    env = {"CHATSERVICE_MODELS": _models_json(cs)}
+    if any(backend.backend == "echo" for backend in cs.spec.inference.backends):
+        # Production refuses the echo backend unless allowed; a resource that names it
+        # asked for it.
+        env["CHATSERVICE_ALLOW_ECHO_IN_PRODUCTION"] = "true"
+    return env
+
+
 def build_configmap(cs: ChatService) -> Obj:
     spec = cs.spec
     data = {
         "CHATSERVICE_ENVIRONMENT": "production",
         "CHATSERVICE_WORKERS": str(spec.workers),
-        "CHATSERVICE_MODELS": _models_json(cs),
+        **_routing_env(cs),
         "CHATSERVICE_GRACEFUL_TIMEOUT": str(spec.graceful_timeout_seconds),
         # No stream may outlast the shutdown grace, so a SIGTERM never cuts one short.
         "CHATSERVICE_UPSTREAM_TOTAL_TIMEOUT": str(spec.graceful_timeout_seconds),
         "CHATSERVICE_LOG_LEVEL": spec.log_level,
         "PROMETHEUS_MULTIPROC_DIR": METRICS_DIR,
     }
-    if any(backend.backend == "echo" for backend in spec.inference.backends):
-        # Production refuses the echo backend unless allowed; a resource that names it
-        # asked for it.
-        data["CHATSERVICE_ALLOW_ECHO_IN_PRODUCTION"] = "true"
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -200,6 +176,10 @@ def build_job(cs: ChatService) -> Obj:
                             "env": [
                                 {"name": "CHATSERVICE_ENVIRONMENT", "value": "production"},
                                 {"name": "CHATSERVICE_LOG_LEVEL", "value": spec.log_level},
+                                *(
+                                    {"name": name, "value": value}
+                                    for name, value in _routing_env(cs).items()
+                                ),
                                 *_core_secret_env(cs),
                             ],
                             "resources": _resources(cs),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,17 +11,12 @@ import kopf
 import prometheus_client
 import yaml
 
-from chatservice_operator.api import KubeClient
+from chatservice_operator.config import OperatorConfig
+from chatservice_operator.kube import KubeClient
 
 
-def _namespaces(args: argparse.Namespace) -> list[str]:
-    if args.namespace:
-        return list(args.namespace)
-    watch = os.environ.get("WATCH_NAMESPACE", "")
-    if watch:
-        return [ns.strip() for ns in watch.split(",") if ns.strip()]
-    pod = os.environ.get("POD_NAMESPACE", "")
-    return [pod] if pod else []
+def operator_config(args: argparse.Namespace) -> OperatorConfig:
+    return OperatorConfig.load(namespaces=args.namespace or (), cluster_wide=args.all_namespaces)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,8 +60,8 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(apply_crd(yaml.safe_load(args.apply_crd.read_text())))
         return
 
-    namespaces = [] if args.all_namespaces else _namespaces(args)
-    if not args.all_namespaces and not namespaces:
+    config = operator_config(args)
+    if not config.cluster_wide and not config.namespaces:
         parser.error("no namespace: pass --namespace, set WATCH_NAMESPACE or POD_NAMESPACE, or -A")
 
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.JSON)
@@ -76,8 +70,9 @@ def main(argv: list[str] | None = None) -> None:
     import chatservice_operator.handlers  # noqa: F401
 
     kopf.run(
-        clusterwide=args.all_namespaces,
-        namespaces=namespaces,
+        clusterwide=config.cluster_wide,
+        namespaces=list(config.namespaces),
+        memo=kopf.Memo(config=config),
         liveness_endpoint=args.liveness,
         standalone=True,
     )

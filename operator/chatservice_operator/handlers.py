@@ -7,26 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from typing import Any
 
 import aiohttp
 import kopf
 
-from chatservice_operator.api import ApiError, KubeClient
-from chatservice_operator.builders import MANAGER
+from chatservice_operator.config import OperatorConfig
+from chatservice_operator.identity import ANNOTATION_PREFIX, GROUP, MANAGED_BY, PLURAL, VERSION
+from chatservice_operator.kube import ApiError, KubeClient
 from chatservice_operator.kubeconfig import login_with_exec_plugin
-from chatservice_operator.models import GROUP, PLURAL, VERSION
 from chatservice_operator.reconcile import Context, owner_of, reconcile
 
-PREFIX = "chatservice.dev"
-# Child events and create/update drive the state machine; the drift pass only catches what no
-# watched event reports (a hand-edited Service or ConfigMap), so it can be slow.
-DRIFT_INTERVAL = float(os.environ.get("CHATSERVICE_OPERATOR_DRIFT_SECONDS", "300"))
-RETRY_DELAY = 10
 MONITORING_GROUP = "monitoring.coreos.com"
 logger = logging.getLogger(__name__)
-OWNED = {"app.kubernetes.io/managed-by": MANAGER}
 
 
 def connection_info(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo:
@@ -45,12 +38,14 @@ def chatservice_keys(namespace: str | None, name: str, **_: Any) -> dict[tuple[s
     return {(namespace or "", name): None}
 
 
-async def _correct_drift(ctx: Context, keys: kopf.Index[tuple[str, str], None]) -> None:
+async def _correct_drift(
+    ctx: Context, keys: kopf.Index[tuple[str, str], None], interval: float
+) -> None:
     """Reconcile every ChatService now and then. Not a per-object @kopf.timer: Kopf puts a
     finalizer on objects with timers, and a finalizer would keep a ChatService from being
     deleted while the operator is down, with nothing outside the cluster to clean up."""
     while True:
-        await asyncio.sleep(DRIFT_INTERVAL)
+        await asyncio.sleep(interval)
         # A Prometheus Operator installed (or removed) after us is noticed here.
         try:
             ctx.service_monitors = await ctx.api.has_api_group(MONITORING_GROUP)
@@ -66,8 +61,13 @@ async def _correct_drift(ctx: Context, keys: kopf.Index[tuple[str, str], None]) 
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=PREFIX)
+    # `chatservice-operator` passes its configuration in the memo; an embedding (the tests'
+    # kopf.operator) reads the environment, once, here.
+    config: OperatorConfig = memo.get("config") or OperatorConfig.load()
+    memo.config = config
+    persistence = settings.persistence
+    persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+    persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=ANNOTATION_PREFIX)
     settings.peering.standalone = True  # one replica with strategy Recreate: no peering needed
     # Our own Normal/Warning events are posted explicitly; Kopf's per-handler chatter is not.
     settings.posting.level = logging.WARNING
@@ -87,7 +87,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
         raise kopf.PermanentError(f"the API {GROUP}/{VERSION} is not served: is the CRD installed?")
     memo.context = Context(api=api, service_monitors=await api.has_api_group(MONITORING_GROUP))
     # Kopf passes its indices to every handler by name; this one stays live after startup.
-    memo.drift = asyncio.create_task(_correct_drift(memo.context, kwargs["chatservice_keys"]))
+    memo.drift = asyncio.create_task(
+        _correct_drift(memo.context, kwargs["chatservice_keys"], config.drift_interval)
+    )
 
 
 @kopf.on.login()
@@ -108,7 +110,7 @@ async def _reconcile_or_retry(memo: kopf.Memo, namespace: str | None, name: str)
         await reconcile(memo.context, namespace, name, settings_children=True)
     except (ApiError, aiohttp.ClientError) as exc:
         retry_after = exc.retry_after if isinstance(exc, ApiError) else None
-        raise kopf.TemporaryError(str(exc), delay=retry_after or RETRY_DELAY) from exc
+        raise kopf.TemporaryError(str(exc), delay=retry_after or memo.config.retry_delay) from exc
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -118,8 +120,8 @@ async def spec_changed(name: str, namespace: str | None, memo: kopf.Memo, **_: A
     await _reconcile_or_retry(memo, namespace, name)
 
 
-@kopf.on.event("batch", "v1", "jobs", labels=OWNED)
-@kopf.on.event("apps", "v1", "deployments", labels=OWNED)
+@kopf.on.event("batch", "v1", "jobs", labels=MANAGED_BY)
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED_BY)
 async def child_changed(
     event: kopf.RawEvent, body: kopf.Body, uid: str, memo: kopf.Memo, **_: Any
 ) -> None:

@@ -1,4 +1,5 @@
-"""The API permissions the operator uses, as data: the RBAC manifests are rendered from these.
+"""The API permissions the operator uses, as data: `make generate` writes the RBAC manifests
+(the chart's rules template, k8s/base/rbac.yaml) from these.
 
 Each rule is a dict in the shape of a Role rule: {"apiGroups", "resources", "verbs"}. They go
 in a Role in every watched namespace (a ClusterRole with `--all-namespaces`). Nothing is

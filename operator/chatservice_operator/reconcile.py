@@ -17,16 +17,17 @@ import kopf
 from pydantic import ValidationError
 
 from chatservice_operator import builders, metrics
-from chatservice_operator.api import KubeClient, Obj
-from chatservice_operator.models import (
-    API_VERSION,
-    KIND,
+from chatservice_operator.identity import API_VERSION, KIND, job_name
+from chatservice_operator.kube import KubeClient, Obj
+from chatservice_operator.resource import (
     ChatService,
     ChatServiceSpec,
     ChatServiceStatus,
+    MigrationResult,
 )
 from chatservice_operator.state import (
     DeploymentObservation,
+    JobAction,
     JobObservation,
     Observed,
     decide,
@@ -68,16 +69,13 @@ def observe_job(job: Obj | None) -> JobObservation | None:
     failed = _condition(job, "Failed")
     if complete and complete.get("status") == "True":
         finished = job.get("status", {}).get("completionTime") or complete.get("lastTransitionTime")
-        return JobObservation(succeeded=True, failed=False, finished_at=finished)
+        return JobObservation(MigrationResult.SUCCEEDED, finished_at=finished)
     if failed and failed.get("status") == "True":
         message = failed.get("message") or failed.get("reason") or "failed"
         return JobObservation(
-            succeeded=False,
-            failed=True,
-            message=message,
-            finished_at=failed.get("lastTransitionTime"),
+            MigrationResult.FAILED, message=message, finished_at=failed.get("lastTransitionTime")
         )
-    return JobObservation(succeeded=False, failed=False)
+    return JobObservation(MigrationResult.RUNNING)
 
 
 def observe_deployment(deployment: Obj | None) -> DeploymentObservation | None:
@@ -174,14 +172,14 @@ async def _reconcile(ctx: Context, namespace: str, name: str, settings_children:
         logger.warning("ChatService %s/%s: %s", namespace, name, message)
         return "invalid"
 
-    job_raw = await api.get("batch/v1", "Job", namespace, builders.job_name(cs))
+    job_raw = await api.get("batch/v1", "Job", namespace, job_name(cs))
     deployment_raw = await api.get("apps/v1", "Deployment", namespace, name)
     observed = Observed(job=observe_job(job_raw), deployment=observe_deployment(deployment_raw))
     decision = decide(cs, status, observed, _now())
 
-    if decision.delete_job:
-        await api.delete("batch/v1", "Job", namespace, builders.job_name(cs))
-    if decision.create_job and await api.create(builders.build_job(cs)):
+    if decision.job is JobAction.DELETE:
+        await api.delete("batch/v1", "Job", namespace, job_name(cs))
+    if decision.job is JobAction.CREATE and await api.create(builders.build_job(cs)):
         metrics.MIGRATIONS.labels("started").inc()
     # After the Job (the critical path of a new image), before the Deployment that reads them.
     if settings_children and not cs.spec.paused:
@@ -212,7 +210,7 @@ async def _reconcile(ctx: Context, namespace: str, name: str, settings_children:
 def _count_migration_outcome(old: ChatServiceStatus, new: ChatServiceStatus) -> None:
     result = new.migration.result
     changed = (old.migration.hash, old.migration.result) != (new.migration.hash, result)
-    if changed and result in ("Succeeded", "Failed"):
+    if changed and result in (MigrationResult.SUCCEEDED, MigrationResult.FAILED):
         metrics.MIGRATIONS.labels(result.lower()).inc()
 
 

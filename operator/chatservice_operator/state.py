@@ -6,30 +6,49 @@ The brief's reconciliation steps 1-5 live here; `reconcile.py` only observes and
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum, StrEnum
 from typing import Literal
 
-from chatservice_operator.builders import job_name, migration_hash
-from chatservice_operator.models import (
+from chatservice_operator.identity import job_name, migration_hash
+from chatservice_operator.resource import (
     ChatService,
     ChatServiceStatus,
     Condition,
+    MigrationResult,
     MigrationStatus,
+    Phase,
     RolloutStatus,
 )
 
-MIGRATION_SUCCEEDED = "MigrationSucceeded"
-PROGRESSING = "Progressing"
-READY = "Ready"
-DEGRADED = "Degraded"
-CONDITION_ORDER = (MIGRATION_SUCCEEDED, PROGRESSING, READY, DEGRADED)
+
+class ConditionType(StrEnum):
+    MIGRATION_SUCCEEDED = "MigrationSucceeded"
+    PROGRESSING = "Progressing"
+    READY = "Ready"
+    DEGRADED = "Degraded"
+
+
+MIGRATION_SUCCEEDED = ConditionType.MIGRATION_SUCCEEDED
+PROGRESSING = ConditionType.PROGRESSING
+READY = ConditionType.READY
+DEGRADED = ConditionType.DEGRADED
+CONDITION_ORDER = tuple(ConditionType)
+
+
+class JobAction(Enum):
+    """What the migration Job needs: nothing, to be created, or to go (a retry replaces it)."""
+
+    KEEP = "keep"
+    CREATE = "create"
+    DELETE = "delete"
+
 
 Status = Literal["True", "False", "Unknown"]
 
 
 @dataclass(frozen=True)
 class JobObservation:
-    succeeded: bool
-    failed: bool
+    result: MigrationResult
     message: str = ""
     finished_at: str | None = None
 
@@ -72,8 +91,7 @@ class Decision:
     status: ChatServiceStatus
     # The image the Deployment must run; None leaves the Deployment alone (absent or paused).
     deployment_image: str | None = None
-    create_job: bool = False
-    delete_job: bool = False
+    job: JobAction = JobAction.KEEP
     rollback: bool = False
     events: tuple[Event, ...] = ()
 
@@ -87,7 +105,7 @@ class _Conditions:
     now: str
     result: dict[str, Condition] = field(default_factory=dict)
 
-    def set(self, type_: str, status: Status, reason: str, message: str) -> None:
+    def set(self, type_: ConditionType, status: Status, reason: str, message: str) -> None:
         previous = self.prior.get(type_)
         since = (
             previous.last_transition_time if previous and previous.status == status else self.now
@@ -101,7 +119,7 @@ class _Conditions:
             observed_generation=self.generation,
         )
 
-    def flipped(self, type_: str, reason: str) -> bool:
+    def flipped(self, type_: ConditionType, reason: str) -> bool:
         previous = self.prior.get(type_)
         new = self.result[type_]
         return previous is None or (previous.status, previous.reason) != (new.status, reason)
@@ -137,166 +155,169 @@ def invalid(
     return status.model_copy(
         update={
             "observed_generation": generation,
-            "phase": "Failed",
+            "phase": Phase.FAILED,
             "conditions": conditions.merged(),
         }
     )
 
 
-def decide(cs: ChatService, status: ChatServiceStatus, observed: Observed, now: str) -> Decision:
-    spec = cs.spec
-    target = spec.image
-    deployment = observed.deployment
-    conditions = _Conditions({c.type: c for c in status.conditions}, cs.generation, now)
-    # What serves now: the last image that completed a rollout, else whatever the Deployment runs.
-    serving = status.current_image or (deployment.image if deployment else None)
-    base = status.model_copy(
-        update={
-            "observed_generation": cs.generation,
-            "target_image": target,
-            "replicas": deployment.replicas if deployment else 0,
-            "ready_replicas": deployment.ready_replicas if deployment else 0,
-        }
-    )
+@dataclass
+class _Pass:
+    """One decision's inputs and the status it builds up, shared by the gate and the step."""
+
+    cs: ChatService
+    status: ChatServiceStatus
+    observed: Observed
+    conditions: _Conditions
+    # What serves now: the last image that completed a rollout, else what the Deployment runs.
+    serving: str | None
+
+    @property
+    def target(self) -> str:
+        return self.cs.spec.image
 
     def finish(
-        phase: str,
+        self,
+        phase: Phase,
         *,
         migration: MigrationStatus | None = None,
         rollout: RolloutStatus | None = None,
         current_image: str | None = None,
         deployment_image: str | None = None,
-        create_job: bool = False,
-        delete_job: bool = False,
+        job: JobAction = JobAction.KEEP,
         rollback: bool = False,
         events: tuple[Event, ...] = (),
     ) -> Decision:
-        final = base.model_copy(
+        deployment = self.observed.deployment
+        status = self.status
+        final = status.model_copy(
             update={
+                "observed_generation": self.cs.generation,
+                "target_image": self.target,
+                "replicas": deployment.replicas if deployment else 0,
+                "ready_replicas": deployment.ready_replicas if deployment else 0,
                 "phase": phase,
-                "conditions": conditions.merged(),
-                "migration": migration or base.migration,
-                "rollout": rollout or base.rollout,
-                "current_image": current_image or base.current_image,
+                "conditions": self.conditions.merged(),
+                "migration": migration or status.migration,
+                "rollout": rollout or status.rollout,
+                "current_image": current_image or status.current_image,
             }
         )
         return Decision(
             status=final,
             deployment_image=deployment_image,
-            create_job=create_job,
-            delete_job=delete_job,
+            job=job,
             rollback=rollback,
             events=events,
         )
 
-    if spec.paused:
+
+def decide(cs: ChatService, status: ChatServiceStatus, observed: Observed, now: str) -> Decision:
+    deployment = observed.deployment
+    conditions = _Conditions({c.type: c for c in status.conditions}, cs.generation, now)
+    serving = status.current_image or (deployment.image if deployment else None)
+    run = _Pass(cs, status, observed, conditions, serving)
+    if cs.spec.paused:
         conditions.set(PROGRESSING, "False", "Paused", "spec.paused is set: nothing is changed")
-        return finish("Paused")
-
+        return run.finish(Phase.PAUSED)
     _ready(conditions, deployment)
+    gate = _migration_gate(run)
+    if isinstance(gate, Decision):
+        return gate
+    return _rollout_step(run, gate)
 
-    # Step 1-2: the migration gate. Nothing rolls out until the target's migration succeeded.
+
+def _migration_gate(run: _Pass) -> Decision | MigrationStatus:
+    """Steps 1-2: nothing rolls out until the target's migration succeeded. Returns the
+    decision while the gate is shut, else the migration status the rollout carries on."""
+    cs, conditions, target, serving = run.cs, run.conditions, run.target, run.serving
     digest = migration_hash(cs)
-    migration = status.migration
-    if not spec.migrations.enabled:
+    migration = run.status.migration
+    if not cs.spec.migrations.enabled:
         conditions.set(MIGRATION_SUCCEEDED, "True", "MigrationsDisabled", "Migrations are off")
-    elif not (migration.hash == digest and migration.result == "Succeeded"):
-        name = job_name(cs)
-        job = observed.job
-        running = MigrationStatus(job=name, hash=digest, image=target, result="Running")
-        if job is None:
-            conditions.set(
-                MIGRATION_SUCCEEDED, "Unknown", "MigrationRunning", f"Job {name} migrates {target}"
-            )
-            conditions.set(DEGRADED, "False", "AsExpected", "")
-            event = Event("Normal", "MigrationStarted", f"Job {name} migrates the database")
-            return finish(
-                "Migrating",
-                migration=running,
-                deployment_image=serving,
-                create_job=True,
-                events=(event,),
-            )
-        if job.failed:
-            failed_at = migration.failed_generation if migration.hash == digest else None
-            if failed_at is not None and cs.generation > failed_at:
-                # A new spec generation retries: the old Job goes, the next pass creates it anew.
-                conditions.set(
-                    MIGRATION_SUCCEEDED, "Unknown", "MigrationRetrying", f"Job {name} is replaced"
-                )
-                return finish(
-                    "Migrating", migration=running, deployment_image=serving, delete_job=True
-                )
-            message = f"Job {name} failed: {job.message}; {serving or 'nothing'} keeps serving"
-            conditions.set(MIGRATION_SUCCEEDED, "False", "MigrationFailed", message)
-            conditions.set(DEGRADED, "True", "MigrationFailed", message)
-            events: tuple[Event, ...] = ()
-            if conditions.flipped(MIGRATION_SUCCEEDED, "MigrationFailed"):
-                events = (Event("Warning", "MigrationFailed", message),)
-            failed = running.model_copy(
-                update={
-                    "result": "Failed",
-                    "finished_at": job.finished_at,
-                    "failed_generation": failed_at or cs.generation,
-                }
-            )
-            return finish("Failed", migration=failed, deployment_image=serving, events=events)
-        if not job.succeeded:
-            conditions.set(
-                MIGRATION_SUCCEEDED, "Unknown", "MigrationRunning", f"Job {name} migrates {target}"
-            )
-            conditions.set(DEGRADED, "False", "AsExpected", "")
-            return finish("Migrating", migration=running, deployment_image=serving)
-        migration = running.model_copy(
-            update={"result": "Succeeded", "finished_at": job.finished_at}
-        )
-    if spec.migrations.enabled:
+        return migration
+    if migration.hash == digest and migration.result == MigrationResult.SUCCEEDED:
         conditions.set(
             MIGRATION_SUCCEEDED, "True", "MigrationSucceeded", f"Migrated for {migration.image}"
         )
+        return migration
+    name = job_name(cs)
+    job = run.observed.job
+    running = MigrationStatus(job=name, hash=digest, image=target, result=MigrationResult.RUNNING)
+    if job is None:
+        conditions.set(
+            MIGRATION_SUCCEEDED, "Unknown", "MigrationRunning", f"Job {name} migrates {target}"
+        )
+        conditions.set(DEGRADED, "False", "AsExpected", "")
+        event = Event("Normal", "MigrationStarted", f"Job {name} migrates the database")
+        return run.finish(
+            Phase.MIGRATING,
+            migration=running,
+            deployment_image=serving,
+            job=JobAction.CREATE,
+            events=(event,),
+        )
+    if job.result == MigrationResult.FAILED:
+        failed_at = migration.failed_generation if migration.hash == digest else None
+        if failed_at is not None and cs.generation > failed_at:
+            # A new spec generation retries: the old Job goes, the next pass creates it anew.
+            conditions.set(
+                MIGRATION_SUCCEEDED, "Unknown", "MigrationRetrying", f"Job {name} is replaced"
+            )
+            return run.finish(
+                Phase.MIGRATING, migration=running, deployment_image=serving, job=JobAction.DELETE
+            )
+        message = f"Job {name} failed: {job.message}; {serving or 'nothing'} keeps serving"
+        conditions.set(MIGRATION_SUCCEEDED, "False", "MigrationFailed", message)
+        conditions.set(DEGRADED, "True", "MigrationFailed", message)
+        events: tuple[Event, ...] = ()
+        if conditions.flipped(MIGRATION_SUCCEEDED, "MigrationFailed"):
+            events = (Event("Warning", "MigrationFailed", message),)
+        failed = running.model_copy(
+            update={
+                "result": MigrationResult.FAILED,
+                "finished_at": job.finished_at,
+                "failed_generation": failed_at or cs.generation,
+            }
+        )
+        return run.finish(Phase.FAILED, migration=failed, deployment_image=serving, events=events)
+    if job.result == MigrationResult.RUNNING:
+        conditions.set(
+            MIGRATION_SUCCEEDED, "Unknown", "MigrationRunning", f"Job {name} migrates {target}"
+        )
+        conditions.set(DEGRADED, "False", "AsExpected", "")
+        return run.finish(Phase.MIGRATING, migration=running, deployment_image=serving)
+    succeeded = running.model_copy(
+        update={"result": MigrationResult.SUCCEEDED, "finished_at": job.finished_at}
+    )
+    conditions.set(MIGRATION_SUCCEEDED, "True", "MigrationSucceeded", f"Migrated for {target}")
+    return succeeded
 
-    # Steps 3-5: roll out the migrated target, watch it, roll back if it cannot finish.
-    rollout = status.rollout
+
+def _rollout_step(run: _Pass, migration: MigrationStatus) -> Decision:
+    """Steps 3-5: roll out the migrated target, watch it, roll back if it cannot finish."""
+    cs, conditions, target, serving = run.cs, run.conditions, run.target, run.serving
+    deployment = run.observed.deployment
+    rollout = run.status.rollout
     if rollout.rolled_back_image == target and rollout.rolled_back_generation == cs.generation:
         message = f"{target} was rolled back to {serving}; change the spec to try again"
         conditions.set(PROGRESSING, "False", "RolledBack", message)
         conditions.set(DEGRADED, "True", "RolledBack", message)
-        return finish("Failed", migration=migration, deployment_image=serving)
+        return run.finish(Phase.FAILED, migration=migration, deployment_image=serving)
     if deployment is None or deployment.image != target:
         conditions.set(PROGRESSING, "True", "RollingOut", f"Rolling out {target}")
         conditions.set(DEGRADED, "False", "AsExpected", "")
-        return finish("RollingOut", migration=migration, deployment_image=target)
+        return run.finish(Phase.ROLLING_OUT, migration=migration, deployment_image=target)
     if deployment.deadline_exceeded:
-        previous = status.current_image
-        if spec.rollout.auto_rollback and previous and previous != target:
-            message = f"{target} did not become available in time; rolled back to {previous}"
-            conditions.set(PROGRESSING, "False", "RolledBack", message)
-            conditions.set(DEGRADED, "True", "RolledBack", message)
-            return finish(
-                "Failed",
-                migration=migration,
-                rollout=RolloutStatus(
-                    rolled_back_image=target, rolled_back_generation=cs.generation
-                ),
-                deployment_image=previous,
-                rollback=True,
-                events=(Event("Warning", "RolledBack", message),),
-            )
-        message = f"{target} did not become available in time"
-        conditions.set(PROGRESSING, "False", "ProgressDeadlineExceeded", message)
-        conditions.set(DEGRADED, "True", "ProgressDeadlineExceeded", message)
-        events = ()
-        if conditions.flipped(DEGRADED, "ProgressDeadlineExceeded"):
-            events = (Event("Warning", "ProgressDeadlineExceeded", message),)
-        return finish("Failed", migration=migration, deployment_image=target, events=events)
+        return _deadline_exceeded(run, migration)
     if deployment.rolled_out:
         conditions.set(PROGRESSING, "False", "RolloutComplete", f"{target} is rolled out")
         conditions.set(DEGRADED, "False", "AsExpected", "")
-        events = ()
+        events: tuple[Event, ...] = ()
         if conditions.flipped(PROGRESSING, "RolloutComplete"):
             events = (Event("Normal", "RolloutComplete", f"{target} is rolled out"),)
-        return finish(
-            "Ready",
+        return run.finish(
+            Phase.READY,
             migration=migration,
             current_image=target,
             deployment_image=target,
@@ -304,4 +325,29 @@ def decide(cs: ChatService, status: ChatServiceStatus, observed: Observed, now: 
         )
     conditions.set(PROGRESSING, "True", "RollingOut", f"Rolling out {target}")
     conditions.set(DEGRADED, "False", "AsExpected", "")
-    return finish("RollingOut", migration=migration, deployment_image=target)
+    return run.finish(Phase.ROLLING_OUT, migration=migration, deployment_image=target)
+
+
+def _deadline_exceeded(run: _Pass, migration: MigrationStatus) -> Decision:
+    """Step 5: the target did not become available in time; roll back if allowed and possible."""
+    cs, conditions, target = run.cs, run.conditions, run.target
+    previous = run.status.current_image
+    if cs.spec.rollout.auto_rollback and previous and previous != target:
+        message = f"{target} did not become available in time; rolled back to {previous}"
+        conditions.set(PROGRESSING, "False", "RolledBack", message)
+        conditions.set(DEGRADED, "True", "RolledBack", message)
+        return run.finish(
+            Phase.FAILED,
+            migration=migration,
+            rollout=RolloutStatus(rolled_back_image=target, rolled_back_generation=cs.generation),
+            deployment_image=previous,
+            rollback=True,
+            events=(Event("Warning", "RolledBack", message),),
+        )
+    message = f"{target} did not become available in time"
+    conditions.set(PROGRESSING, "False", "ProgressDeadlineExceeded", message)
+    conditions.set(DEGRADED, "True", "ProgressDeadlineExceeded", message)
+    events: tuple[Event, ...] = ()
+    if conditions.flipped(DEGRADED, "ProgressDeadlineExceeded"):
+        events = (Event("Warning", "ProgressDeadlineExceeded", message),)
+    return run.finish(Phase.FAILED, migration=migration, deployment_image=target, events=events)

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _migrate(settings: Settings) -> None:
-    from chatservice.migrations import upgrade
+    from chatservice.db.migrate import upgrade
 
     try:
         upgrade(settings.database_url)
@@ -87,10 +87,10 @@ def _run(settings: Settings) -> int:
 
 
 async def _create_key(settings: Settings, name: str, admin: bool) -> str:
-    from chatservice.db import create_engine, create_sessionmaker
-    from chatservice.health.schema import SchemaHistory, SchemaStatus
+    from chatservice.db.engine import create_engine, create_sessionmaker
+    from chatservice.db.migrate import applied_revisions, script_directory
+    from chatservice.db.schema_history import SchemaHistory, SchemaStatus
     from chatservice.keys.service import create_key
-    from chatservice.migrations import applied_revisions, script_directory
 
     sqlite_file = _sqlite_file(settings)
     if sqlite_file is not None and not sqlite_file.exists():

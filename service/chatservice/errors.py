@@ -10,7 +10,8 @@ from pydantic import BaseModel
 class ChatServiceError(Exception):
     """An error a client can act on; its message is safe to show."""
 
-    status_code: ClassVar[int] = 500
+    # Not a ClassVar: an upstream's 4xx is relayed with the upstream's own status.
+    status_code: int = 500
     error_type: ClassVar[str] = "server_error"
     default_code: ClassVar[str | None] = None
     # The request's outcome in the documented taxonomy (README, "Outcomes"): metrics label,
@@ -165,7 +166,7 @@ class UpstreamClientError(ChatServiceError):
 
     def __init__(self, status_code: int, message: str, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
-        self.status_code = status_code  # type: ignore[misc]
+        self.status_code = status_code
 
     @property
     def failure_label(self) -> str:

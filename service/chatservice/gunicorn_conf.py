@@ -48,13 +48,13 @@ def on_starting(server: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    # The app is built: the ~120k objects alive now (modules, routes, schemas) live as long as
-    # the worker. Freezing them spares every full garbage collection a scan of all of them,
-    # which under load cost a third of the CPU time per request (tests/bench/gateway_overhead).
+    # The app is built: the objects alive now (modules, routes, schemas) live as long as the
+    # worker. Freezing them spares every full garbage collection a scan of all of them (the
+    # README's benchmark section has what it bought).
     gc.freeze()
-    # Requests in flight hold a few thousand young objects, so the default first threshold
-    # (700) started a collection every five requests, ~45 µs of CPU per request; nearly all
-    # of those objects die by reference counting anyway. Cycles are still collected, later.
+    # Requests in flight hold thousands of young objects, so the default first threshold
+    # (700) started a collection every few requests; nearly all of those objects die by
+    # reference counting anyway. Cycles are still collected, later.
     gc.set_threshold(10_000, *gc.get_threshold()[1:])
 
 

@@ -18,19 +18,19 @@ from opentelemetry.sdk.trace import TracerProvider
 from chatservice import __version__, exception_handlers
 from chatservice.api_docs import with_security_and_errors
 from chatservice.body_limit import BodySizeLimitMiddleware
-from chatservice.chat.router import router as chat_router
+from chatservice.catalog.endpoints import router as catalog_router
+from chatservice.chat.endpoints import router as chat_router
 from chatservice.chat.schemas import ChatCompletionRequest
 from chatservice.config import Settings
 from chatservice.cors import BrowserCORSMiddleware
-from chatservice.db import create_engine, create_sessionmaker
+from chatservice.db.engine import create_engine, create_sessionmaker
+from chatservice.db.migrate import script_directory
+from chatservice.db.schema_history import SchemaHistory
 from chatservice.draining import mark_draining_on_sigterm
-from chatservice.health.router import router as health_router
-from chatservice.health.schema import SchemaHistory
-from chatservice.inference.routing import ModelRouter
+from chatservice.health.endpoints import router as health_router
+from chatservice.inference.routing import RoutingTable
 from chatservice.keys.failure_limiter import FailureLimiter
 from chatservice.keys.service import KeyAuthenticator, KeyCache
-from chatservice.migrations import script_directory
-from chatservice.models.router import router as models_router
 from chatservice.observability import metrics, tracing
 from chatservice.observability.middleware import RequestContextMiddleware
 from chatservice.request_body import document_bodies
@@ -68,7 +68,7 @@ def create_app(
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
             http=http,
-            models=ModelRouter(settings, http),
+            routing=RoutingTable(settings, http),
             authenticator=KeyAuthenticator(
                 settings.admin_api_key.get_secret_value(),
                 KeyCache(
@@ -112,7 +112,7 @@ def create_app(
         # every route has one spelling, and any other is a 404.
         redirect_slashes=False,
     )
-    for router in (chat_router, models_router, health_router):
+    for router in (chat_router, catalog_router, health_router):
         app.include_router(router)
     app.add_api_route("/metrics", _metrics, include_in_schema=False)
     # The documented way to extend FastAPI's schema: fastapi.tiangolo.com/how-to/extending-openapi

@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from chatservice.chat.shutdown import OpenStreams
 from chatservice.config import Settings
-from chatservice.health.schema import SchemaHistory
-from chatservice.inference.routing import ModelRouter
+from chatservice.db.schema_history import SchemaHistory
+from chatservice.inference.routing import RoutingTable
 from chatservice.keys.service import KeyAuthenticator
 
 
@@ -21,7 +21,7 @@ class Runtime:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     http: aiohttp.ClientSession
-    models: ModelRouter
+    routing: RoutingTable
     authenticator: KeyAuthenticator
     schema: SchemaHistory
     started_at: float = field(default_factory=time.monotonic)

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from chatservice.config import Settings
-from chatservice.db import Base
+from chatservice.db.engine import Base
 from chatservice.keys import tables as _keys_tables  # noqa: F401 - registers the tables
 
 # Any constant shared by every migrator; "chatserv" in ASCII.

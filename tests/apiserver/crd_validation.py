@@ -1,5 +1,7 @@
 """What the API server does with a CRD's structural schema: the checks it makes on the defaults
 when the CRD is created, and defaulting, pruning, validation and CEL on every custom resource.
+The one CRD validator of the tests: the emulated API server, the chart's and the operator's
+manifest tests all use it.
 
 The order and the rules follow apiextensions-apiserver: a `default` is validated as written (its
 nested defaults are NOT applied first) against the schema and the CEL rules of the node it sits
@@ -137,3 +139,35 @@ def admit(resource: dict[str, Any], crd: dict[str, Any]) -> tuple[dict[str, Any]
     errors = _openapi_errors(body_schema, checked, "")
     errors += cel_errors(schema, stored, "")
     return stored, [error.removeprefix(".") for error in errors]
+
+
+def undeclared_fields(schema: Schema, value: Any, path: str = "") -> list[str]:
+    """The fields pruning would drop: a value the chart sets that the CRD does not know would be
+    lost without a word, so a chart test treats each as an error."""
+    if isinstance(value, dict) and not schema.get("x-kubernetes-preserve-unknown-fields"):
+        properties = schema.get("properties") or {}
+        if "properties" in schema or "additionalProperties" not in schema:
+            found = [f"{path}.{k}" for k in value if k not in properties]
+            subs = {k: properties[k] for k in value if k in properties}
+        else:
+            extra = schema["additionalProperties"]
+            subs = {k: extra if isinstance(extra, dict) else {} for k in value}
+            found = []
+        for key, sub in subs.items():
+            found += undeclared_fields(sub, value[key], f"{path}.{key}")
+        return found
+    if isinstance(value, list) and "items" in schema:
+        return [
+            field
+            for index, item in enumerate(value)
+            for field in undeclared_fields(schema["items"], item, f"{path}[{index}]")
+        ]
+    return []
+
+
+def strict_errors(resource: dict[str, Any], crd: dict[str, Any]) -> list[str]:
+    """admit()'s errors plus every field the API server would prune (metadata aside)."""
+    version = resource["apiVersion"].rpartition("/")[2]
+    body = {k: v for k, v in resource.items() if k != "metadata"}
+    pruned = undeclared_fields(version_schema(crd, version), body)
+    return admit(resource, crd)[1] + [f"{field[1:]}: field not declared" for field in pruned]

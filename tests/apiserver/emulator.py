@@ -30,6 +30,7 @@ import jsonpatch
 import kmock
 
 from tests.apiserver import crd_validation
+from tests.versions import KUBERNETES_VERSION
 
 OPERATOR_TOKEN = "operator-token"
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -163,7 +164,8 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
     async def _serve_server_version(self, request: Any) -> Any:
         # kmock says 1.26 (k3s); the chart and the manifests need 1.30 or newer.
         served: dict[str, str] = await super()._serve_server_version(request)
-        return {**served, "minor": "35", "gitVersion": "v1.35.0"}
+        minor = KUBERNETES_VERSION.split(".")[1]
+        return {**served, "minor": minor, "gitVersion": f"v{KUBERNETES_VERSION}"}
 
     async def _render_error(self, exc: Exception) -> Any:
         if isinstance(

@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from tests.versions import KUBERNETES_VERSION
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART_DIR = REPO_ROOT / "charts" / "chatservice"
 VALUES_DIR = Path(__file__).resolve().parent / "values"
@@ -25,8 +27,6 @@ MONITORING_API = "monitoring.coreos.com/v1"
 CHATSERVICE_API = "chatservice.dev/v1alpha1"
 # Installed by Helm as they are (never templated), before the templates, on `helm install` only.
 CRD_FILE = CHART_DIR / "crds" / "chatservices.chatservice.dev.yaml"
-# The newest Kubernetes minor both kubernetes-validate's schemas and current kind node images cover.
-KUBERNETES_VERSION = "1.35.0"
 
 Manifest = dict[str, Any]
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import helm_python
 
-from .rendering import CHART_DIR, KUBERNETES_VERSION, NAMESPACE
+from tests.versions import KUBERNETES_VERSION
+
+from .rendering import CHART_DIR, NAMESPACE
 
 INFO = 1  # helm lint severities: 1 info, 2 warning, 3 error
 

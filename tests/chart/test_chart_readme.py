@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from .chart_readme import CHART_DIR, documented_keys, render_readme
+from tools.chart_readme import CHART_DIR, documented_keys, render_readme
 
 
 def leaves(tree: dict[str, Any], prefix: str = "") -> list[str]:
@@ -24,7 +24,7 @@ def leaves(tree: dict[str, Any], prefix: str = "") -> list[str]:
 def test_readme_is_generated_from_the_values() -> None:
     committed = (CHART_DIR / "README.md").read_text()
     assert committed == render_readme(), (
-        "charts/chatservice/README.md is stale: run `python tests/chart/chart_readme.py`"
+        "charts/chatservice/README.md is stale: run `make generate`"
     )
 
 

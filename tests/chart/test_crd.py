@@ -15,8 +15,8 @@ HOOK = "templates/crd-upgrade.yaml"
 
 def test_chart_crd_is_the_operator_crd() -> None:
     assert CRD_FILE.read_text() == SOURCE.read_text(), (
-        f"the chart's CRD drifted: cp {SOURCE.relative_to(REPO_ROOT)} "
-        f"{CRD_FILE.relative_to(REPO_ROOT)}"
+        f"{CRD_FILE.relative_to(REPO_ROOT)} drifted from {SOURCE.relative_to(REPO_ROOT)}: "
+        "run `make generate`"
     )
     assert [p.name for p in (CHART_DIR / "crds").iterdir()] == [CRD_FILE.name]
 

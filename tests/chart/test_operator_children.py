@@ -10,8 +10,9 @@ from typing import Any
 import kubernetes_validate
 
 from chatservice_operator import builders, reconcile
+from tests.versions import KUBERNETES_VERSION
 
-from .rendering import KUBERNETES_VERSION, NAMESPACE, Manifest, Rendered
+from .rendering import NAMESPACE, Manifest, Rendered
 from .test_pod_security import IMAGE_UID, restricted_violations
 
 

@@ -15,7 +15,8 @@ FILES = [
     CHART_DIR / "Chart.yaml",
     *sorted((Path(__file__).resolve().parent / "values").glob("*.yaml")),
     Path(__file__).resolve().parent / "checkov-skips.yaml",
-    *sorted((REPO_ROOT / "tests" / "e2e" / "manifests").glob("*.yaml")),
+    REPO_ROOT / ".pre-commit-config.yaml",
+    *sorted((REPO_ROOT / "tools" / "manifests").glob("*.yaml")),
 ]
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .cluster import (
+from tools.cluster import (
     REPO_ROOT,
     Target,
     admin_key,

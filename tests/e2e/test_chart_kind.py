@@ -15,7 +15,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from .cluster import (
+from tools.cluster import (
     Target,
     chart_values,
     chatservice_name,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import helm_python
 import yaml
 
-from .cluster import CHART_DIR, Target, chart_values
+from tools.cluster import CHART_DIR, Target, chart_values
 
 EMPTY_KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from chatservice_operator.builders import job_name
-from chatservice_operator.models import ChatService, ChatServiceSpec
+from chatservice_operator.identity import job_name
+from chatservice_operator.resource import ChatService, ChatServiceSpec
 
 SPEC: dict[str, Any] = {
     "image": "reg.example/chat:1.0",

@@ -14,6 +14,7 @@ import kmock
 import kopf
 import pytest
 import yaml
+from flow_steps import install
 from operator_harness import (
     CHATSERVICES,
     JOBS,
@@ -25,10 +26,9 @@ from operator_harness import (
     eventually,
 )
 from operator_specs import OLD, body, job_for
-from test_operator_flows import install
 
-from chatservice_operator.api import FIELD_MANAGER, ApiError, KubeClient
 from chatservice_operator.handlers import connection_info
+from chatservice_operator.kube import FIELD_MANAGER, ApiError, KubeClient
 from tests.apiserver.emulator import OPERATOR_TOKEN
 
 

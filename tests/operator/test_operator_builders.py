@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from operator_specs import chatservice
 
-from chatservice_operator import builders
+from chatservice_operator import builders, identity
 
 LABELS = {
     "app.kubernetes.io/name": "chatservice",
@@ -55,6 +55,22 @@ def meta(name: str = "chat", labels: dict[str, str] = LABELS) -> dict[str, Any]:
     return {"name": name, "namespace": "ns", "labels": labels, "ownerReferences": [OWNER]}
 
 
+MODELS_JSON = json.dumps(
+    [
+        {
+            "name": "llama",
+            "backend": "openai",
+            "base_url": "http://vllm:8000/v1",
+            "upstream_model": "meta/llama",
+            "max_tokens_field": "max_completion_tokens",
+            "api_key_env": "CHATSERVICE_UPSTREAM_KEY_0",
+        },
+        {"name": "echo", "backend": "echo", "upstream_model": "echo"},
+    ],
+    separators=(",", ":"),
+)
+
+
 def test_configmap_carries_non_secret_settings_and_the_model_routes() -> None:
     assert builders.build_configmap(chatservice()) == {
         "apiVersion": "v1",
@@ -63,20 +79,7 @@ def test_configmap_carries_non_secret_settings_and_the_model_routes() -> None:
         "data": {
             "CHATSERVICE_ENVIRONMENT": "production",
             "CHATSERVICE_WORKERS": "2",
-            "CHATSERVICE_MODELS": json.dumps(
-                [
-                    {
-                        "name": "llama",
-                        "backend": "openai",
-                        "base_url": "http://vllm:8000/v1",
-                        "upstream_model": "meta/llama",
-                        "max_tokens_field": "max_completion_tokens",
-                        "api_key_env": "CHATSERVICE_UPSTREAM_KEY_0",
-                    },
-                    {"name": "echo", "backend": "echo", "upstream_model": "echo"},
-                ],
-                separators=(",", ":"),
-            ),
+            "CHATSERVICE_MODELS": MODELS_JSON,
             "CHATSERVICE_GRACEFUL_TIMEOUT": "120",
             "CHATSERVICE_UPSTREAM_TOTAL_TIMEOUT": "120",
             "CHATSERVICE_ALLOW_ECHO_IN_PRODUCTION": "true",
@@ -93,19 +96,19 @@ def test_config_checksum_follows_the_settings_only() -> None:
 
 
 def test_migration_hash_is_deterministic_and_keyed_on_image_and_database() -> None:
-    digest = builders.migration_hash(chatservice())
+    digest = identity.migration_hash(chatservice())
     assert len(digest) == 10
     assert int(digest, 16) >= 0
-    assert builders.migration_hash(chatservice(replicas=7, workers=8)) == digest
-    assert builders.migration_hash(chatservice(image="reg.example/chat:1.1")) != digest
+    assert identity.migration_hash(chatservice(replicas=7, workers=8)) == digest
+    assert identity.migration_hash(chatservice(image="reg.example/chat:1.1")) != digest
     other_db = {"urlSecretRef": {"name": "db2", "key": "url"}}
-    assert builders.migration_hash(chatservice(database=other_db)) != digest
-    assert builders.job_name(chatservice()) == f"chat-migrate-{digest}"
+    assert identity.migration_hash(chatservice(database=other_db)) != digest
+    assert identity.job_name(chatservice()) == f"chat-migrate-{digest}"
 
 
 def test_migration_job() -> None:
     cs = chatservice()
-    digest = builders.migration_hash(cs)
+    digest = identity.migration_hash(cs)
     job_labels = {
         **LABELS,
         "app.kubernetes.io/component": "migration",
@@ -137,6 +140,10 @@ def test_migration_job() -> None:
                             "env": [
                                 {"name": "CHATSERVICE_ENVIRONMENT", "value": "production"},
                                 {"name": "CHATSERVICE_LOG_LEVEL", "value": "info"},
+                                # The same routing table as the server's: the migrate command
+                                # validates it too.
+                                {"name": "CHATSERVICE_MODELS", "value": MODELS_JSON},
+                                {"name": "CHATSERVICE_ALLOW_ECHO_IN_PRODUCTION", "value": "true"},
                                 DB_ENV,
                                 ADMIN_ENV,
                             ],

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 
@@ -15,16 +14,10 @@ import pytest
 from operator_harness import CHATSERVICES, JOBS, Cluster, eventually
 from operator_specs import OLD, body, job_for
 
-from chatservice_operator.cli import _namespaces, build_parser, main
+from chatservice_operator.cli import build_parser, main, operator_config
+from tests.ports import free_port
 
 OPERATOR = Path(sys.executable).parent / "chatservice-operator"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def test_namespace_comes_from_flag_then_watch_namespace_then_pod_namespace(
@@ -32,10 +25,10 @@ def test_namespace_comes_from_flag_then_watch_namespace_then_pod_namespace(
 ) -> None:
     parser = build_parser()
     monkeypatch.setenv("POD_NAMESPACE", "pod-ns")
-    assert _namespaces(parser.parse_args([])) == ["pod-ns"]
+    assert operator_config(parser.parse_args([])).namespaces == ("pod-ns",)
     monkeypatch.setenv("WATCH_NAMESPACE", "a, b")
-    assert _namespaces(parser.parse_args([])) == ["a", "b"]
-    assert _namespaces(parser.parse_args(["-n", "x", "-n", "y"])) == ["x", "y"]
+    assert operator_config(parser.parse_args([])).namespaces == ("a", "b")
+    assert operator_config(parser.parse_args(["-n", "x", "-n", "y"])).namespaces == ("x", "y")
 
 
 def test_without_any_namespace_it_refuses_to_start(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from operator_specs import chatservice
 
-from chatservice_operator.builders import job_name, migration_hash
-from chatservice_operator.models import (
+from chatservice_operator.identity import job_name, migration_hash
+from chatservice_operator.resource import (
     ChatServiceStatus,
     Condition,
+    MigrationResult,
     MigrationStatus,
     RolloutStatus,
 )
@@ -15,6 +16,7 @@ from chatservice_operator.state import (
     Decision,
     DeploymentObservation,
     Event,
+    JobAction,
     JobObservation,
     Observed,
     decide,
@@ -26,9 +28,9 @@ T1 = "2026-01-01T00:05:00Z"
 OLD = "reg.example/chat:0.9"
 NEW = "reg.example/chat:1.0"
 CS = chatservice()  # spec.image == NEW
-RUNNING = JobObservation(succeeded=False, failed=False)
-SUCCEEDED = JobObservation(succeeded=True, failed=False, finished_at=T0)
-FAILED = JobObservation(succeeded=False, failed=True, message="BackoffLimitExceeded")
+RUNNING = JobObservation(MigrationResult.RUNNING)
+SUCCEEDED = JobObservation(MigrationResult.SUCCEEDED, finished_at=T0)
+FAILED = JobObservation(MigrationResult.FAILED, message="BackoffLimitExceeded")
 
 
 def dep(image: str, *, available: int = 2, updated: int = 2, **kw: object) -> DeploymentObservation:
@@ -66,7 +68,7 @@ def conditions(decision: Decision) -> dict[str, tuple[str, str]]:
 
 def test_new_image_starts_a_migration_and_keeps_the_old_version_serving() -> None:
     decision = decide(CS, serving_old(), Observed(job=None, deployment=dep(OLD)), T0)
-    assert decision.create_job
+    assert decision.job is JobAction.CREATE
     assert decision.deployment_image == OLD
     assert decision.status.phase == "Migrating"
     assert decision.status.migration == MigrationStatus(
@@ -84,14 +86,14 @@ def test_new_image_starts_a_migration_and_keeps_the_old_version_serving() -> Non
 
 def test_first_install_creates_no_deployment_before_the_migration() -> None:
     decision = decide(CS, ChatServiceStatus(), Observed(), T0)
-    assert decision.create_job
+    assert decision.job is JobAction.CREATE
     assert decision.deployment_image is None
     assert conditions(decision)["Ready"] == ("False", "NoDeployment")
 
 
 def test_running_job_waits_without_creating_another() -> None:
     decision = decide(CS, serving_old(), Observed(job=RUNNING, deployment=dep(OLD)), T0)
-    assert not decision.create_job
+    assert decision.job is not JobAction.CREATE
     assert decision.deployment_image == OLD
     assert decision.status.phase == "Migrating"
     assert decision.events == ()
@@ -101,7 +103,7 @@ def test_failed_job_leaves_the_deployment_alone_and_warns_once() -> None:
     observed = Observed(job=FAILED, deployment=dep(OLD))
     decision = decide(CS, serving_old(), observed, T0)
     assert decision.deployment_image == OLD
-    assert not decision.create_job
+    assert decision.job is not JobAction.CREATE
     assert decision.status.phase == "Failed"
     assert decision.status.migration.result == "Failed"
     assert decision.status.migration.failed_generation == 1
@@ -118,8 +120,7 @@ def test_failed_job_leaves_the_deployment_alone_and_warns_once() -> None:
 def test_a_new_generation_retries_a_failed_migration() -> None:
     failed = decide(CS, serving_old(), Observed(job=FAILED, deployment=dep(OLD)), T0).status
     retry = decide(chatservice(generation=2), failed, Observed(job=FAILED, deployment=dep(OLD)), T1)
-    assert retry.delete_job
-    assert not retry.create_job
+    assert retry.job is JobAction.DELETE
     assert retry.deployment_image == OLD
     assert conditions(retry)["MigrationSucceeded"] == ("Unknown", "MigrationRetrying")
 
@@ -137,7 +138,7 @@ def test_succeeded_job_rolls_out_the_target() -> None:
 def test_recorded_success_needs_no_job_even_after_its_ttl_removed_it() -> None:
     status = serving_old().model_copy(update={"migration": migrated(NEW)})
     decision = decide(CS, status, Observed(job=None, deployment=dep(OLD)), T0)
-    assert not decision.create_job
+    assert decision.job is not JobAction.CREATE
     assert decision.deployment_image == NEW
 
 
@@ -215,7 +216,7 @@ def test_paused_changes_nothing() -> None:
 def test_migrations_disabled_rolls_out_directly() -> None:
     cs = chatservice(migrations={"enabled": False})
     decision = decide(cs, ChatServiceStatus(current_image=OLD), Observed(deployment=dep(OLD)), T0)
-    assert not decision.create_job
+    assert decision.job is not JobAction.CREATE
     assert decision.deployment_image == NEW
     assert conditions(decision)["MigrationSucceeded"] == ("True", "MigrationsDisabled")
 

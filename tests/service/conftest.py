@@ -13,19 +13,16 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker, create_async_engine
 
-from chatservice.config import DEVELOPMENT_ADMIN_KEY, ModelRoute, Settings
+from chatservice.db.migrate import upgrade
 from chatservice.main import create_app
-from chatservice.migrations import upgrade
 from chatservice.runtime import Runtime
+from tests.service.gunicorn_server import Gunicorn, gunicorn_starter
+from tests.service.harness import Served, make_settings, serve
 from tests.service.postgres import PostgresServer, find_bindir
 from tests.service.redis_server import RedisServer, find_redis_server
 from tests.service.stub_upstream import StubUpstream
-
-ADMIN_KEY = DEVELOPMENT_ADMIN_KEY
-AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 def _server_unavailable(server: str, reason: str) -> None:
@@ -141,32 +138,6 @@ def upstream(stub: StubUpstream) -> StubUpstream:
     return stub
 
 
-def make_settings(
-    database_url: str, stub: StubUpstream | None = None, **overrides: object
-) -> Settings:
-    models = [ModelRoute(name="echo", backend="echo")]
-    if stub is not None:
-        models.append(
-            ModelRoute(
-                name="upstream",
-                backend="openai",
-                base_url=stub.base_url,
-                upstream_model="stub-model-v1",
-                api_key="sk-upstream-secret",
-            )
-        )
-    values: dict[str, object] = {
-        "database_url": database_url,
-        "models": models,
-        "upstream_retry_backoff": 0.01,
-        "upstream_first_byte_timeout": 2.0,
-        "upstream_chunk_timeout": 1.0,
-        "upstream_total_timeout": 10.0,
-    }
-    values.update(overrides)
-    return Settings.model_validate(values)
-
-
 @pytest.fixture
 async def pg_connection(pg_url: str) -> AsyncIterator[AsyncConnection]:
     """A connection inside a transaction that is rolled back after the test."""
@@ -183,7 +154,7 @@ async def pg_connection(pg_url: str) -> AsyncIterator[AsyncConnection]:
 @pytest.fixture
 def open_client(
     pg_url: str, pg_connection: AsyncConnection, upstream: StubUpstream
-) -> Callable[..., _Served]:
+) -> Callable[..., Served]:
     """Open the app on PostgreSQL with settings overrides. Its sessions join the test's
     transaction (savepoints), so nothing a test writes outlives the test."""
 
@@ -192,42 +163,23 @@ def open_client(
             bind=pg_connection, join_transaction_mode="create_savepoint", expire_on_commit=False
         )
 
-    def open_(**overrides: object) -> _Served:
+    def open_(**overrides: object) -> Served:
         return serve(create_app(make_settings(pg_url, upstream, **overrides)), in_test_transaction)
 
     return open_
 
 
 @pytest.fixture
-async def client(open_client: Callable[..., _Served]) -> AsyncIterator[httpx.AsyncClient]:
+async def client(open_client: Callable[..., Served]) -> AsyncIterator[httpx.AsyncClient]:
     async with open_client() as http:
         yield http
 
 
-def serve(app: FastAPI, on_start: Callable[[Runtime], None] | None = None) -> _Served:
-    return _Served(app, on_start)
-
-
-class _Served:
-    """Run the app's lifespan and give an httpx client that talks to it in-process."""
-
-    def __init__(self, app: FastAPI, on_start: Callable[[Runtime], None] | None) -> None:
-        self.app = app
-        self.on_start = on_start
-
-    async def __aenter__(self) -> httpx.AsyncClient:
-        self._lifespan = self.app.router.lifespan_context(self.app)
-        await self._lifespan.__aenter__()
-        if self.on_start is not None:
-            self.on_start(self.app.state.runtime)
-        self._client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self.app), base_url="http://testserver"
-        )
-        return self._client
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._client.aclose()
-        await self._lifespan.__aexit__(None, None, None)
+@pytest.fixture
+def start_gunicorn(pg_url: str, tmp_path: Path) -> Iterator[Callable[..., Gunicorn]]:
+    """Start real gunicorn processes on the test database; all stopped after the test."""
+    with gunicorn_starter(pg_url, tmp_path) as start:
+        yield start
 
 
 @pytest.fixture

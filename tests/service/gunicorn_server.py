@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import openai
 
-from tests.service.postgres import free_port
+from tests.ports import free_port
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.service.postgres import free_port
+from tests.ports import free_port
 
 MODEL_ALIAS = "tiny-llama"
 START_TIMEOUT = 60.0

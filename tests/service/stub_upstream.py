@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.service.postgres import free_port
+from tests.ports import free_port
 
 REPLY = "Hello from the stub upstream"
 ACCOUNT_DETAILS = "organization org-stub0rg, key sk-upst****cret"

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from chatservice.migrations import upgrade
+from chatservice.db.migrate import upgrade
+from tests.ports import free_port
 from tests.service.browser_page import SDK_DIR, PageServer
 from tests.service.gunicorn_server import gunicorn_starter
-from tests.service.postgres import free_port
 
 INSTALL = "tools/install-browser-test-tools.sh"
 

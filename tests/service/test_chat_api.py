@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.service.conftest import AUTH
+from tests.service.harness import AUTH
 from tests.service.stub_upstream import StubUpstream
 
 CHAT = "/api/v1/chat/completions"

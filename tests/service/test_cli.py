@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.service.postgres import free_port
+from tests.ports import free_port
 
 CREATE_KEY = [sys.executable, "-m", "chatservice.cli", "create-key", "--name", "newcomer"]
 MIGRATE = [sys.executable, "-m", "chatservice.cli", "migrate"]

@@ -12,7 +12,7 @@ from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 
 from chatservice.config import ModelRoute
-from tests.service.conftest import ADMIN_KEY
+from tests.service.harness import ADMIN_KEY
 from tests.service.llama_server import LlamaServer
 from tests.service.test_llama_upstream import llama, serve_live, tiny_model, tiny_route
 

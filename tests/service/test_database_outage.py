@@ -19,12 +19,12 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from chatservice.database_errors import database_log
+from chatservice.db.migrate import upgrade
+from chatservice.db.outage import database_log
 from chatservice.keys.service import create_key
 from chatservice.keys.tables import ApiKey
 from chatservice.main import create_app
-from chatservice.migrations import upgrade
-from tests.service.conftest import make_settings, serve
+from tests.service.harness import make_settings, serve
 from tests.service.postgres import PostgresServer
 
 MODELS = "/api/v1/models"

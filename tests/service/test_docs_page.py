@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from chatservice.main import create_app
-from tests.service.conftest import make_settings, serve
+from tests.service.harness import make_settings, serve
 
 DOCS = "/api/v1/docs"
 # Attribute values and the JavaScript string literals the page's inline script passes on.

@@ -10,7 +10,7 @@ from types import FrameType
 import pytest
 
 from chatservice.main import create_app
-from tests.service.conftest import make_settings, serve
+from tests.service.harness import make_settings, serve
 
 
 @pytest.fixture

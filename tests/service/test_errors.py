@@ -11,7 +11,7 @@ import pytest
 
 from chatservice.main import create_app
 from chatservice.observability.logs import JsonFormatter
-from tests.service.conftest import AUTH, make_settings, serve
+from tests.service.harness import AUTH, make_settings, serve
 
 SECRET_DETAIL = "password=hunter2 at db.internal:5432"
 

@@ -6,23 +6,16 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import httpx
 import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.service.gunicorn_server import Gunicorn, gunicorn_starter
+from tests.service.gunicorn_server import Gunicorn
 
 WORDS = 40
-
-
-@pytest.fixture
-def start_gunicorn(pg_url: str, tmp_path: Path) -> Iterator[Callable[..., Gunicorn]]:
-    with gunicorn_starter(pg_url, tmp_path) as start:
-        yield start
 
 
 def test_openai_sdk_json_stream_models_and_errors(start_gunicorn: Callable[..., Gunicorn]) -> None:

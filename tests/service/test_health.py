@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from chatservice.db.migrate import script_directory, upgrade
 from chatservice.main import create_app
-from chatservice.migrations import script_directory, upgrade
-from tests.service.conftest import make_settings, serve
+from tests.service.harness import make_settings, serve
 from tests.service.postgres import PostgresServer
 from tests.service.stub_upstream import StubUpstream
 

@@ -16,9 +16,9 @@ import uvicorn
 
 from chatservice.config import ModelRoute
 from chatservice.main import create_app
-from tests.service.conftest import AUTH, make_settings
+from tests.ports import free_port
+from tests.service.harness import AUTH, make_settings
 from tests.service.llama_server import MODEL_ALIAS, LlamaServer, require_llama_cpp
-from tests.service.postgres import free_port
 from tests.service.test_chat_api import CHAT, sse_events
 from tests.service.tiny_gguf import write_tiny_llama
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from chatservice.migrations import script_directory
+from chatservice.db.migrate import script_directory
 
 MIGRATE = [sys.executable, "-m", "chatservice.cli", "migrate"]
 

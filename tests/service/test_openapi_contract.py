@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import CHECKS
 
 from chatservice.config import Settings
+from chatservice.db.migrate import upgrade
 from chatservice.main import create_app
-from chatservice.migrations import upgrade
 from tests.service.gunicorn_server import Gunicorn, gunicorn_starter
 
 # Bounded and deterministic: the same examples on every run.

@@ -30,7 +30,7 @@ def server(sqlite_database: str, tmp_path_factory: pytest.TempPathFactory) -> It
 
 @pytest.fixture(scope="module")
 def sqlite_database(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from chatservice.migrations import upgrade
+    from chatservice.db.migrate import upgrade
 
     url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'chatservice.db'}"
     upgrade(url)

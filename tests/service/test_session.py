@@ -8,12 +8,12 @@ from collections.abc import Callable
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
+from chatservice.db.migrate import upgrade
 from chatservice.deps import SessionDep
 from chatservice.errors import InvalidRequestError
 from chatservice.keys.tables import User
 from chatservice.main import create_app
-from chatservice.migrations import upgrade
-from tests.service.conftest import make_settings, serve
+from tests.service.harness import make_settings, serve
 
 
 def app_with_writing_routes(database_url: str) -> FastAPI:

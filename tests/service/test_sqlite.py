@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from chatservice.main import create_app
-from tests.service.conftest import AUTH, make_settings, serve
+from tests.service.harness import AUTH, make_settings, serve
 from tests.service.test_migrate import migrate_env
 
 

@@ -10,9 +10,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from chatservice.db.migrate import upgrade
 from chatservice.main import create_app
-from chatservice.migrations import upgrade
-from tests.service.conftest import make_settings, serve
+from tests.service.harness import make_settings, serve
 from tests.service.stub_upstream import StubUpstream
 from tests.service.test_chat_api import CHAT
 

@@ -14,8 +14,8 @@ import uvicorn
 
 from chatservice.config import ModelRoute
 from chatservice.main import create_app
-from tests.service.conftest import AUTH, make_settings
-from tests.service.postgres import free_port
+from tests.ports import free_port
+from tests.service.harness import AUTH, make_settings
 from tests.service.stub_upstream import REPLY, StubUpstream
 from tests.service.test_chat_api import CHAT, sse_events
 

@@ -10,10 +10,8 @@ from typing import Any
 
 import httpx
 
+from tests.service.gunicorn_server import Gunicorn
 from tests.service.stub_upstream import StubUpstream
-from tests.service.test_gunicorn import Gunicorn, start_gunicorn
-
-__all__ = ["start_gunicorn"]  # the fixture, used by name
 
 
 def _routes(upstream: StubUpstream) -> str:

@@ -10,8 +10,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from chatservice.config import ModelRoute
+from chatservice.db.migrate import applied_revisions
 from chatservice.health.schemas import ComponentHealth
-from chatservice.migrations import applied_revisions
 from chatservice.runtime import Runtime
 
 
@@ -38,7 +38,7 @@ async def probe_database(runtime: Runtime) -> DatabaseProbe:
 
 async def probe_backend(runtime: Runtime, route: ModelRoute) -> ComponentHealth:
     started = time.perf_counter()
-    health = await runtime.models.backend(route).check(route)
+    health = await runtime.routing.backend(route).check(route)
     return ComponentHealth(status=health.status, latency_ms=_ms_since(started), error=health.error)
 
 

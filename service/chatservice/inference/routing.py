@@ -8,10 +8,10 @@ from chatservice.config import ModelRoute, Settings
 from chatservice.errors import NotFoundError
 from chatservice.inference.base import ChatBackend
 from chatservice.inference.echo import EchoBackend
-from chatservice.inference.upstream import OpenAIBackend
+from chatservice.inference.openai_compatible import OpenAIBackend
 
 
-class ModelRouter:
+class RoutingTable:
     def __init__(self, settings: Settings, http: aiohttp.ClientSession) -> None:
         self._routes = settings.routes
         self._backends: dict[str, ChatBackend] = {

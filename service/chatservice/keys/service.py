@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from chatservice.database_errors import DATABASE_ERRORS, database_log
+from chatservice.db.outage import DATABASE_ERRORS, database_log
 from chatservice.errors import DatabaseUnavailableError, TooManyAuthenticationFailuresError
 from chatservice.keys.failure_limiter import FailureLimiter
 from chatservice.keys.tables import ApiKey

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import DateTime, ForeignKey, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from chatservice.db import Base
+from chatservice.db.engine import Base
 
 
 def _now() -> datetime:

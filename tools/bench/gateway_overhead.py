@@ -17,13 +17,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
-from tests.service.postgres import free_port
+from tests.ports import free_port
 
 KEY = "sk-bench-" + "0" * 40
 BODY = {"model": "bench", "messages": [{"role": "user", "content": "Say hello"}]}
@@ -50,7 +50,7 @@ def process(argv: list[str], env: dict[str, str], ready_url: str) -> Iterator[No
         child.wait(timeout=30)
 
 
-def latencies(url: str, headers: dict[str, str], body: dict[str, object], n: int) -> list[float]:
+def latencies(url: str, headers: dict[str, str], body: Mapping[str, object], n: int) -> list[float]:
     samples = []
     with httpx.Client(headers=headers, timeout=10) as client:
         for i in range(n + n // 10):
@@ -69,7 +69,7 @@ def percentile(samples: list[float], q: float) -> float:
     return statistics.quantiles(samples, n=1000)[int(q * 10) - 1] * 1000
 
 
-def wrk(url: str, headers: dict[str, str], body: dict[str, object], seconds: int) -> float:
+def wrk(url: str, headers: dict[str, str], body: Mapping[str, object], seconds: int) -> float:
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(body))}"]
     lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
@@ -93,7 +93,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
-        sys.exit("wrk is needed: apt-get install wrk (make bench does this)")
+        sys.exit("wrk is needed: install it (apt-get install wrk, brew install wrk)")
 
     stub_port, service_port, bare_port = free_port(), free_port(), free_port()
     stub = f"http://127.0.0.1:{stub_port}/v1"
@@ -122,7 +122,7 @@ def main() -> None:
     service_cmd = [sys.executable, "-m", "chatservice.cli", "run"]
     bare_cmd = [sys.executable, "-m", "gunicorn", "-w", "1", "-k", "uvicorn_worker.UvicornWorker",
                 "-b", f"127.0.0.1:{bare_port}", "--no-control-socket",
-                "tests.bench.bare_passthrough:app"]  # fmt: skip
+                "tools.bench.bare_passthrough:app"]  # fmt: skip
     bare = f"http://127.0.0.1:{bare_port}/v1"
     results: dict[str, float] = {}
     with (

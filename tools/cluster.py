@@ -3,7 +3,7 @@ images, starts a throwaway PostgreSQL, creates the Secrets (once), installs or u
 with the Helm engine (the helm-python-sdk; no `helm` binary needed) and waits until the
 ChatService is Ready.
 
-    python tests/e2e/cluster.py deploy [--cluster chatservice] [--namespace chatservice] [--tag dev]
+    python -m tools.cluster deploy [--cluster chatservice] [--namespace chatservice] [--tag dev]
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.ports import free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 CHART_DIR = REPO_ROOT / "charts" / "chatservice"
 POSTGRES_MANIFEST = Path(__file__).resolve().parent / "manifests" / "postgres.yaml"
 POSTGRES_SECRET = "chatservice-e2e-postgres"
@@ -191,17 +193,10 @@ def chatservice_exists(target: Target) -> bool:
     return True
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def port_forward(target: Target, resource: str, remote_port: int) -> Iterator[str]:
     """`kubectl port-forward` to a Service; yields the local base URL."""
-    local = _free_port()
+    local = free_port()
     scope = ["--context", target.context, "--namespace", target.namespace]
     process = subprocess.Popen(
         ["kubectl", *scope, "port-forward", resource, f"{local}:{remote_port}"],

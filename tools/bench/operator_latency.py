@@ -1,6 +1,6 @@
 """Operator reconcile latency and idle API traffic, measured on kmock with the real Kopf runtime.
 
-    .venv/bin/python tests/bench/operator_latency.py [--samples 20] [--idle-seconds 310]
+    .venv/bin/python tools/bench/operator_latency.py [--samples 20] [--idle-seconds 310]
 
 Prints: ChatService created -> Job created, Job succeeded -> Deployment created (first install)
 and -> Deployment patched (image change), as median/p95/max over the samples; then the API
@@ -21,7 +21,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "operator"))
 os.environ.setdefault("CHATSERVICE_OPERATOR_DRIFT_SECONDS", "300")
 
 import aiohttp
@@ -39,7 +39,7 @@ from operator_harness import (
 )
 from operator_specs import NEW, OLD, body, chatservice
 
-from chatservice_operator.builders import job_name
+from chatservice_operator.identity import job_name
 
 
 class TimedEmulator(ApiServerEmulator):
@@ -64,7 +64,7 @@ async def wait_arrival(emulator: TimedEmulator, method: str, path: str, after: f
             if stamp < after:
                 return None
             if request.method == method and path in request.url.path:
-                earliest = stamp
+                earliest: float = stamp
                 for earlier, other in emulator.arrivals:
                     if earlier >= after and other.method == method and path in other.url.path:
                         earliest = earlier
@@ -80,7 +80,7 @@ async def wait_arrival(emulator: TimedEmulator, method: str, path: str, after: f
 
 
 def named(name: str, image: str) -> dict[str, Any]:
-    resource = body(image=image)
+    resource: dict[str, Any] = body(image=image)
     resource["metadata"]["name"] = name
     return resource
 

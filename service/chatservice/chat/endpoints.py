@@ -48,11 +48,11 @@ async def create_chat_completion(request: Request, key: CurrentKey) -> Response:
             param="n",
             code="invalid_value",
         )
-    route = runtime.models.get(body.model)
+    route = runtime.routing.get(body.model)
     if record is not None:
         record.model = route.name
     completion = Completion(
-        route, runtime.models.backend(route), body.upstream_payload(), runtime.streams
+        route, runtime.routing.backend(route), body.upstream_payload(), runtime.streams
     )
     try:
         if body.stream:

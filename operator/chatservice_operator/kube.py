@@ -19,6 +19,8 @@ from typing import Any, Literal
 import aiohttp
 import kopf
 
+from chatservice_operator.identity import MANAGER
+
 Obj = dict[str, Any]
 Login = Callable[[], kopf.ConnectionInfo]
 
@@ -35,7 +37,7 @@ PLURALS = {
 }
 MERGE_PATCH = "application/merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"  # JSON is YAML: the server takes a JSON body too
-FIELD_MANAGER = "chatservice-operator"
+FIELD_MANAGER = MANAGER
 logger = logging.getLogger(__name__)
 
 

@@ -6,16 +6,11 @@ Defaults here mirror the CRD's so that a resource read from a cluster that did n
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
-
-GROUP = "chatservice.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-KIND = "ChatService"
-PLURAL = "chatservices"
 
 
 class _Model(BaseModel):
@@ -163,6 +158,22 @@ class ChatService(BaseModel):
     spec: ChatServiceSpec
 
 
+class Phase(StrEnum):
+    """`status.phase`, as `kubectl get chatservices` shows it."""
+
+    MIGRATING = "Migrating"
+    ROLLING_OUT = "RollingOut"
+    READY = "Ready"
+    FAILED = "Failed"
+    PAUSED = "Paused"
+
+
+class MigrationResult(StrEnum):
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
 class _StatusModel(BaseModel):
     # Status is written by this operator only; tolerate fields an older version left behind.
     model_config = ConfigDict(
@@ -183,7 +194,7 @@ class MigrationStatus(_StatusModel):
     job: str | None = None
     hash: str | None = None
     image: str | None = None
-    result: Literal["Running", "Succeeded", "Failed"] | None = None
+    result: MigrationResult | None = None
     finished_at: str | None = None
     failed_generation: int | None = None
 
@@ -195,7 +206,7 @@ class RolloutStatus(_StatusModel):
 
 class ChatServiceStatus(_StatusModel):
     observed_generation: int = 0
-    phase: str | None = None
+    phase: Phase | None = None
     current_image: str | None = None
     target_image: str | None = None
     migration: MigrationStatus = MigrationStatus()

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from chatservice.api_docs import AUTH_ERRORS, AUTHENTICATED, error_responses
+from chatservice.catalog.schemas import ModelCard, ModelList
 from chatservice.config import API_PREFIX, ModelRoute
 from chatservice.deps import CurrentKey, RuntimeDep
-from chatservice.models.schemas import ModelCard, ModelList
 
 router = APIRouter(prefix=f"{API_PREFIX}/models", tags=["models"])
 
@@ -24,7 +24,7 @@ def _card(route: ModelRoute, created: int) -> ModelCard:
     summary="List the models this service routes",
 )
 async def list_models(runtime: RuntimeDep, key: CurrentKey) -> ModelList:
-    return ModelList(data=[_card(route, runtime.created) for route in runtime.models.routes])
+    return ModelList(data=[_card(route, runtime.created) for route in runtime.routing.routes])
 
 
 @router.get(
@@ -35,4 +35,4 @@ async def list_models(runtime: RuntimeDep, key: CurrentKey) -> ModelList:
     summary="Describe one model",
 )
 async def get_model(model_id: str, runtime: RuntimeDep, key: CurrentKey) -> ModelCard:
-    return _card(runtime.models.get(model_id), runtime.created)
+    return _card(runtime.routing.get(model_id), runtime.created)

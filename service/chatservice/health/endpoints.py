@@ -11,8 +11,8 @@ from fastapi.responses import JSONResponse
 from chatservice import __version__
 from chatservice.api_docs import error_responses
 from chatservice.config import API_PREFIX
+from chatservice.db.schema_history import SchemaStatus
 from chatservice.deps import RuntimeDep
-from chatservice.health.schema import SchemaStatus
 from chatservice.health.schemas import (
     ComponentHealth,
     HealthReport,
@@ -73,7 +73,7 @@ async def ready(runtime: RuntimeDep) -> JSONResponse:
     "is shared by every pod.",
 )
 async def report(runtime: RuntimeDep) -> JSONResponse:
-    routes = runtime.models.routes
+    routes = runtime.routing.routes
     probe, backend_health = await asyncio.gather(
         probe_database(runtime), asyncio.gather(*(probe_backend(runtime, r) for r in routes))
     )

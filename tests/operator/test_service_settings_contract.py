@@ -1,0 +1,103 @@
+"""The environment the operator gives the service's pods parses into the service's Settings and
+means what the ChatService says: a renamed variable on either side fails here, not on a cluster."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Any
+
+import pytest
+from operator_specs import chatservice
+
+from chatservice.config import Environment, Settings
+from chatservice_operator import builders
+
+# What the pod's secretKeyRefs would resolve to: (Secret name, key) -> value.
+SECRETS = {
+    ("db", "url"): "postgresql+asyncpg://chat:pw@postgres:5432/chat",
+    ("adm", "key"): secrets.token_urlsafe(32),
+    ("vllm", "token"): "sk-vllm-token",
+}
+CS = chatservice(workers=5, logLevel="warning", gracefulTimeoutSeconds=77)
+
+
+def container_env(container: dict[str, Any], configmap: dict[str, Any]) -> dict[str, str]:
+    """The variables a container starts with, as the kubelet resolves them."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        assert source["configMapRef"]["name"] == configmap["metadata"]["name"]
+        env.update(configmap["data"])
+    for variable in container["env"]:
+        if "value" in variable:
+            env[variable["name"]] = variable["value"]
+        else:
+            ref = variable["valueFrom"]["secretKeyRef"]
+            env[variable["name"]] = SECRETS[(ref["name"], ref["key"])]
+    return env
+
+
+def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for name in [n for n in os.environ if n.startswith("CHATSERVICE_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return Settings()
+
+
+def served_env() -> dict[str, str]:
+    configmap = builders.build_configmap(CS)
+    deployment = builders.build_deployment(CS, CS.spec.image, "sum")
+    return container_env(deployment["spec"]["template"]["spec"]["containers"][0], configmap)
+
+
+def test_every_variable_the_operator_sets_is_one_the_service_reads() -> None:
+    env = served_env()
+    routes = Settings.model_validate({"models": env["CHATSERVICE_MODELS"]}).models
+    key_variables = {route.api_key_env for route in routes if route.api_key_env}
+    fields = {f"CHATSERVICE_{name.upper()}" for name in Settings.model_fields}
+    unknown = {
+        name for name in env if name.startswith("CHATSERVICE_") and name not in fields
+    } - key_variables
+    assert unknown == set(), "Settings ignores unknown variables: a renamed one is lost silently"
+
+
+def test_the_serving_pods_settings_mean_what_the_chatservice_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = settings_from(served_env(), monkeypatch)
+    spec = CS.spec
+    assert settings.environment is Environment.PRODUCTION
+    assert settings.database_url == SECRETS[("db", "url")]
+    assert settings.admin_api_key.get_secret_value() == SECRETS[("adm", "key")]
+    assert settings.workers == spec.workers
+    assert settings.log_level.lower() == spec.log_level
+    assert settings.graceful_timeout == spec.graceful_timeout_seconds
+    assert settings.upstream_total_timeout <= spec.graceful_timeout_seconds
+    assert settings.allow_echo_in_production, "the spec names an echo backend"
+    routes = {route.name: route for route in settings.models}
+    assert list(routes) == [backend.model for backend in spec.inference.backends]
+    for backend in spec.inference.backends:
+        route = routes[backend.model]
+        assert route.backend == backend.backend
+        assert route.base_url == backend.base_url
+        assert route.upstream_model == (backend.upstream_model or backend.model)
+        if backend.max_tokens_field is not None:
+            assert route.max_tokens_field == backend.max_tokens_field
+        expected_key = (
+            SECRETS[(backend.api_key_secret_ref.name, backend.api_key_secret_ref.key)]
+            if backend.api_key_secret_ref
+            else None
+        )
+        assert route.upstream_api_key() == expected_key
+
+
+def test_the_migration_jobs_settings_parse_for_the_same_database(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    job = builders.build_job(CS)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    settings = settings_from(container_env(container, {"metadata": {}, "data": {}}), monkeypatch)
+    assert settings.environment is Environment.PRODUCTION
+    assert settings.database_url == SECRETS[("db", "url")]
+    assert settings.log_level.lower() == CS.spec.log_level

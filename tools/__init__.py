@@ -1,0 +1,1 @@
+"""Developer scripts that are not tests: generators, benchmarks, the kind deployment."""

@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): they measure and report, they assert nothing."""
