@@ -208,3 +208,6 @@ def check_operator(prometheus: Prometheus) -> None:
     assert reconciles is not None
     assert reconciles >= 1
     assert prometheus.value("sum(chatservice_operator_rollbacks_total)") == 0
+    # Outcomes that have not happened are series at 0, so the first one is an increase.
+    assert prometheus.value('sum(chatservice_operator_migrations_total{outcome="failed"})') == 0
+    assert prometheus.value('sum(chatservice_operator_reconciles_total{outcome="error"})') == 0
