@@ -4,82 +4,25 @@ and the real operator process; PromQL over its data gives the numbers the reques
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import sys
 import time
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-import aiohttp
 import httpx
-import kmock
 import pytest
 
-from tests.apiserver.emulator import OPERATOR_TOKEN, ApiServerEmulator
-from tests.operator.operator_harness import (
-    CHATSERVICES,
-    JOBS,
-    Cluster,
-    chart_grant,
-    crd,
-    declare,
-    eventually,
-)
+from tests.operator.operator_harness import CHATSERVICES, JOBS, eventually
 from tests.operator.operator_specs import OLD, body, job_for
 from tests.service.gunicorn_server import Gunicorn, gunicorn_starter
+from tests.service.operator_process import emulated_cluster, operator_process
 from tests.service.postgres import free_port
 from tests.service.prometheus import Prometheus, prometheus_server, require
 
-OPERATOR = Path(sys.executable).parent / "chatservice-operator"
 CHAT = 'route="/api/v1/chat/completions"'
 # Two words at 0.15 s each: a success takes about 0.3 s, in the (0.25, 0.5] latency bucket,
 # while refused requests answer in milliseconds.
 WORD_DELAY = "0.15"
 SUCCESSES, NOT_FOUND, UNAUTHENTICATED = 28, 7, 5
-
-
-@asynccontextmanager
-async def emulated_cluster(directory: Path) -> AsyncIterator[tuple[Cluster, Path]]:
-    """kmock's API server with the chart's RBAC, and a kubeconfig that logs in to it."""
-    grant = chart_grant(cluster_wide=True)
-    async with ApiServerEmulator(grant=grant, crds=[crd()]) as emulator, kmock.Server(emulator):
-        declare(emulator, service_monitors=True)
-        kubeconfig = directory / "kubeconfig"
-        kubeconfig.write_text(
-            "apiVersion: v1\nkind: Config\ncurrent-context: kmock\n"
-            "contexts: [{name: kmock, context: {cluster: kmock, user: kmock}}]\n"
-            f"clusters: [{{name: kmock, cluster: {{server: '{emulator.url}'}}}}]\n"
-            f"users: [{{name: kmock, user: {{token: {OPERATOR_TOKEN}}}}}]\n"
-        )
-        async with aiohttp.ClientSession() as session:
-            yield Cluster(emulator, session), kubeconfig
-
-
-@asynccontextmanager
-async def operator_process(kubeconfig: Path, metrics_port: int) -> AsyncIterator[None]:
-    process = await asyncio.create_subprocess_exec(
-        str(OPERATOR),
-        "--all-namespaces",
-        "--liveness",
-        f"http://127.0.0.1:{free_port()}/healthz",
-        "--metrics-port",
-        str(metrics_port),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
-    )
-    try:
-        yield
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), 20)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
 
 
 def chat(server: Gunicorn, model: str = "echo", key: str | None = None) -> int:
