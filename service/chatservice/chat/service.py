@@ -101,8 +101,9 @@ class Completion:
                 estimate_prompt_tokens(self.payload), estimate_completion_tokens(result)
             )
         self._count_usage(result["usage"])
-        self.response_model = result.get("model")
-        self.finish_reasons = _finish_reasons(result.get("choices"))
+        if self.span.recording:
+            self.response_model = result.get("model")
+            self.finish_reasons = _finish_reasons(result.get("choices"))
         self._finish("success")
         return result
 

@@ -32,6 +32,10 @@ class ChatSpan:
                 },
             )
 
+    @property
+    def recording(self) -> bool:
+        return self._span is not None
+
     def active(self) -> AbstractContextManager[Any]:
         """Makes the span current, so the upstream HTTP call's span is its child."""
         if self._span is None:
