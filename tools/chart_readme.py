@@ -24,7 +24,9 @@ HEADER = """\
 Installs [ChatService](../../README.md), an OpenAI-compatible chat-completions service, the way a
 platform team runs it: the `ChatService` CRD, the Kopf operator that reconciles it (Deployment,
 ServiceAccount, RBAC, metrics Service, and, where Prometheus Operator runs, a ServiceMonitor and a
-PrometheusRule) and, by default, one `ChatService` built from these values.
+PrometheusRule with the alerts of [the runbook](../../docs/runbook.md)), Grafana dashboards of the
+gateway and the operator (ConfigMaps for Grafana's sidecar, JSON in `files/dashboards/`) and, by
+default, one `ChatService` built from these values.
 
 ```sh
 kubectl create namespace chatservice

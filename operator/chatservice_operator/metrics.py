@@ -21,3 +21,15 @@ ROLLBACKS = Counter(
     "chatservice_operator_rollbacks_total",
     "Automatic rollbacks to status.currentImage after a rollout missed its progress deadline",
 )
+
+
+def _export_every_outcome() -> None:
+    """Every outcome at 0 from the start: a counter that first appears at 1 is invisible to
+    increase() and rate(), so the first failed migration would never fire an alert."""
+    for outcome in ("success", "invalid", "error"):
+        RECONCILES.labels(outcome)
+    for outcome in ("started", "succeeded", "failed"):
+        MIGRATIONS.labels(outcome)
+
+
+_export_every_outcome()

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatservice.errors import AuthenticationError
 from chatservice.keys.service import Principal
+from chatservice.observability.context import current_record
 from chatservice.runtime import Runtime
 
 
@@ -62,6 +63,9 @@ async def get_current_key(request: Request) -> Principal:
     )
     if principal is None:
         raise AuthenticationError("Incorrect API key provided.")
+    record = current_record()
+    if record is not None:
+        record.key_id = principal.name if principal.key_id is None else str(principal.key_id)
     return principal
 
 

@@ -82,6 +82,9 @@ def create_app(
                 retry_after=settings.db_retry_after,
             ),
             schema=SchemaHistory.load(script_directory()),
+            tracer=tracer_provider.get_tracer("chatservice", __version__)
+            if tracer_provider is not None
+            else None,
         )
         app.state.runtime = runtime
         metrics.publish_idle_gauges()

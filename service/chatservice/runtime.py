@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 import aiohttp
+from opentelemetry.trace import Tracer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from chatservice.chat.shutdown import OpenStreams
@@ -29,3 +30,5 @@ class Runtime:
     # Set on SIGTERM: readiness answers 503 while in-flight requests finish.
     draining: bool = False
     streams: OpenStreams = field(default_factory=OpenStreams)
+    # The chat spans' tracer; None when tracing is off, so a request pays nothing for it.
+    tracer: Tracer | None = None

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import uuid
 from collections.abc import Callable
 
-from opentelemetry.sdk.trace import TracerProvider
+import pytest
+from fastapi import FastAPI
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 
 from chatservice.db.migrate import upgrade
 from chatservice.main import create_app
-from tests.service.harness import make_settings, serve
+from chatservice.observability.logs import JsonFormatter
+from tests.service.harness import AUTH, make_settings, serve
 from tests.service.stub_upstream import StubUpstream
 from tests.service.test_chat_api import CHAT
 
@@ -44,8 +50,13 @@ async def test_one_request_one_trace_through_server_database_and_upstream(
     trace_id = server[0].context.trace_id
     assert {s.context.trace_id for s in spans} == {trace_id}
     assert any(s.attributes and s.attributes.get("db.system") == "postgresql" for s in spans)
+    # Client spans besides the database's: the chat span (GenAI conventions) and its HTTP call.
     client_spans = [
-        s for s in spans if s.kind is SpanKind.CLIENT and "db.system" not in (s.attributes or {})
+        s
+        for s in spans
+        if s.kind is SpanKind.CLIENT
+        and "db.system" not in (s.attributes or {})
+        and "gen_ai.operation.name" not in (s.attributes or {})
     ]
     assert len(client_spans) == 1  # the upstream call
 
@@ -61,3 +72,119 @@ async def _store_key(app: object) -> str:
     async with runtime.sessionmaker() as session, session.begin():
         plaintext, _ = await create_key(session, name="traced")
     return plaintext
+
+
+PRIVATE_WORDS = "my very private question"
+
+
+async def _traced(
+    create_database: Callable[[], str], upstream: StubUpstream
+) -> tuple[FastAPI, InMemorySpanExporter]:
+    url = create_database()
+    await asyncio.to_thread(upgrade, url)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return create_app(make_settings(url, upstream), tracer_provider=provider), exporter
+
+
+def _chat_span(exporter: InMemorySpanExporter, name: str) -> ReadableSpan:
+    spans = [s for s in exporter.get_finished_spans() if s.name == name]
+    assert len(spans) == 1, [s.name for s in exporter.get_finished_spans()]
+    return spans[0]
+
+
+def _no_content_anywhere(exporter: InMemorySpanExporter) -> None:
+    for span in exporter.get_finished_spans():
+        for value in (span.attributes or {}).values():
+            assert PRIVATE_WORDS not in str(value), span.name
+            assert "stub upstream" not in str(value), span.name  # the answer's words
+
+
+async def test_chat_spans_carry_the_genai_attributes_but_no_content(
+    create_database: Callable[[], str], upstream: StubUpstream
+) -> None:
+    app, exporter = await _traced(create_database, upstream)
+    messages = [{"role": "user", "content": PRIVATE_WORDS}]
+    async with serve(app) as http:
+        json_answer = await http.post(
+            CHAT, headers=AUTH, json={"model": "upstream", "messages": messages}
+        )
+        assert json_answer.status_code == 200
+        stream = await http.post(
+            CHAT, headers=AUTH, json={"model": "echo", "messages": messages, "stream": True}
+        )
+        assert stream.status_code == 200
+        assert stream.text.endswith("data: [DONE]\n\n")
+
+    span = _chat_span(exporter, "chat upstream")
+    assert span.kind is SpanKind.CLIENT
+    assert dict(span.attributes or {}) == {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": "stub-model-v1",
+        "gen_ai.response.model": "stub-model-v1",
+        "gen_ai.usage.input_tokens": 5,
+        "gen_ai.usage.output_tokens": 5,
+        "gen_ai.response.finish_reasons": ("stop",),
+    }
+    assert span.status.status_code is StatusCode.UNSET
+    # The upstream's HTTP call is a child of the chat span, which is a child of the request's.
+    http_calls = [
+        s
+        for s in exporter.get_finished_spans()
+        if s.parent is not None and s.parent.span_id == span.context.span_id
+    ]
+    assert len(http_calls) == 1
+    assert span.parent is not None
+    assert span.parent.trace_id == span.context.trace_id
+
+    streamed = _chat_span(exporter, "chat echo")
+    attributes = dict(streamed.attributes or {})
+    assert attributes["gen_ai.request.model"] == "echo"
+    assert attributes["gen_ai.response.finish_reasons"] == ("stop",)
+    assert attributes["gen_ai.usage.output_tokens"] == len(PRIVATE_WORDS.split())
+    assert attributes["gen_ai.usage.input_tokens"] > 0
+    _no_content_anywhere(exporter)
+
+
+async def test_a_failed_upstream_call_marks_the_chat_span_as_an_error(
+    create_database: Callable[[], str], upstream: StubUpstream
+) -> None:
+    app, exporter = await _traced(create_database, upstream)
+    upstream.plan.append("status:500")
+    async with serve(app) as http:
+        response = await http.post(
+            CHAT,
+            headers=AUTH,
+            json={"model": "upstream", "messages": [{"role": "user", "content": "x"}]},
+        )
+    assert response.status_code == 502
+    span = _chat_span(exporter, "chat upstream")
+    assert span.status.status_code is StatusCode.ERROR
+    assert (span.attributes or {})["error.type"] == "upstream_error"
+
+
+async def test_the_request_log_line_has_the_trace_the_key_id_the_model_and_tokens(
+    create_database: Callable[[], str], upstream: StubUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, exporter = await _traced(create_database, upstream)
+    caplog.set_level(logging.INFO, logger="chatservice.access")
+    async with serve(app) as http:
+        key = await _store_key(app)
+        response = await http.post(
+            CHAT,
+            headers={"Authorization": f"Bearer {key}"},
+            json={"model": "upstream", "messages": [{"role": "user", "content": "hi"}]},
+        )
+    assert response.status_code == 200
+    [line] = [r for r in caplog.records if r.getMessage() == "request" and r.route == CHAT]
+    server = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.SERVER]
+    assert len(server) == 1
+    entry = json.loads(JsonFormatter().format(line))
+    assert entry["trace_id"] == format(server[0].context.trace_id, "032x")
+    assert entry["span_id"] == format(server[0].context.span_id, "016x")
+    assert entry["model"] == "upstream"
+    assert (entry["prompt_tokens"], entry["completion_tokens"]) == (5, 5)
+    assert entry["outcome"] == "success"
+    assert uuid.UUID(entry["key_id"])
+    assert key not in json.dumps(entry)

@@ -120,3 +120,36 @@ capabilities:
 seccompProfile:
   type: RuntimeDefault
 {{- end }}
+
+{{/*
+Multi-window, multi-burn-rate alerts on a bad-request ratio recorded over 5m...3d (the Google
+SRE workbook's pairs for a 30-day error budget): critical when 2 % of the budget goes in an hour
+or 5 % in six hours, warning when 10 % goes in a day or in three days.
+*/}}
+{{- define "chatservice.burnRateAlerts" -}}
+{{- $budget := printf "(1 - %v)" .objective }}
+- alert: {{ .alert }}
+  expr: |-
+    ({{ .ratio }}:rate1h > 14.4 * {{ $budget }} and {{ .ratio }}:rate5m > 14.4 * {{ $budget }})
+    or
+    ({{ .ratio }}:rate6h > 6 * {{ $budget }} and {{ .ratio }}:rate30m > 6 * {{ $budget }})
+  for: 2m
+  labels:
+    severity: critical
+  annotations:
+    summary: "{{ `{{ $labels.namespace }}/{{ $labels.job }}` }} spends its error budget fast: {{ .what }}."
+    description: "Objective {{ .objective }}; at this rate the 30-day budget is gone within days."
+    runbook_url: {{ printf "%s#%s" .runbookURL (lower .alert) }}
+- alert: {{ .alert }}
+  expr: |-
+    ({{ .ratio }}:rate1d > 3 * {{ $budget }} and {{ .ratio }}:rate2h > 3 * {{ $budget }})
+    or
+    ({{ .ratio }}:rate3d > {{ $budget }} and {{ .ratio }}:rate6h > {{ $budget }})
+  for: 15m
+  labels:
+    severity: warning
+  annotations:
+    summary: "{{ `{{ $labels.namespace }}/{{ $labels.job }}` }} spends its error budget faster than it lasts: {{ .what }}."
+    description: "Objective {{ .objective }}; at this rate the 30-day budget runs out before the month does."
+    runbook_url: {{ printf "%s#%s" .runbookURL (lower .alert) }}
+{{- end }}

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from typing import Any, TypeVar
 
 import orjson
+from opentelemetry.trace import Tracer
 from starlette.requests import Request
 
 from chatservice.chat.shutdown import OpenStreams, shutdown_error
@@ -27,6 +28,7 @@ from chatservice.errors import (
 )
 from chatservice.inference.base import CallStats, ChatBackend, Payload
 from chatservice.observability import context, metrics
+from chatservice.observability.genai import ChatSpan
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,7 @@ class Completion:
         backend: ChatBackend,
         payload: Payload,
         streams: OpenStreams | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.route = route
         self.backend = backend
@@ -80,10 +83,16 @@ class Completion:
         self.streams = streams
         self.stats = CallStats()
         self.started = time.perf_counter()
+        self.span = ChatSpan(tracer, route)
+        # What the span reports when it ends.
+        self.response_model: Any = None
+        self.usage: Any = None
+        self.finish_reasons: Iterable[Any] = ()
 
     async def run(self) -> Payload:
         try:
-            result = await self.backend.complete(self.route, self.payload, self.stats)
+            with self.span.active():
+                result = await self.backend.complete(self.route, self.payload, self.stats)
         except BaseException as exc:
             self._finish(_outcome(exc), exc)
             raise
@@ -92,6 +101,9 @@ class Completion:
                 estimate_prompt_tokens(self.payload), estimate_completion_tokens(result)
             )
         self._count_usage(result["usage"])
+        if self.span.recording:
+            self.response_model = result.get("model")
+            self.finish_reasons = _finish_reasons(result.get("choices"))
         self._finish("success")
         return result
 
@@ -100,10 +112,12 @@ class Completion:
         byte still get a proper HTTP status; the rest is streamed by the returned iterator."""
         chunks = aiter(self.backend.stream(self.route, self.payload, self.stats))
         try:
-            first = await anext(chunks)
+            with self.span.active():
+                first = await anext(chunks)
         except BaseException as exc:
             self._finish(_outcome(exc), exc)
             raise
+        self.response_model = first.get("model")
         metrics.child(metrics.TIME_TO_FIRST_TOKEN, self.route.name).observe(
             time.perf_counter() - self.started
         )
@@ -167,6 +181,7 @@ class Completion:
                 self.streams.discard(task)
             await _close(chunks)
             self._count_usage(tally.usage or self._estimated_usage(tally))
+            self.finish_reasons = tally.finish_reasons
             self._finish(outcome, error)
 
     def _estimated_usage(self, tally: StreamTally) -> dict[str, Any]:
@@ -175,13 +190,18 @@ class Completion:
     def _count_usage(self, usage: Any) -> None:
         if not isinstance(usage, dict):
             return
+        self.usage = usage
+        record = context.current_record()
         estimated = usage.get("estimated") is True
         for kind in ("prompt", "completion"):
             tokens = usage.get(f"{kind}_tokens")
-            if isinstance(tokens, int) and tokens > 0:
-                metrics.child(metrics.TOKENS, self.route.name, kind).inc(tokens)
-                if estimated:
-                    metrics.child(metrics.ESTIMATED_TOKENS, self.route.name, kind).inc(tokens)
+            if isinstance(tokens, int):
+                if record is not None:
+                    setattr(record, f"{kind}_tokens", tokens)
+                if tokens > 0:
+                    metrics.child(metrics.TOKENS, self.route.name, kind).inc(tokens)
+                    if estimated:
+                        metrics.child(metrics.ESTIMATED_TOKENS, self.route.name, kind).inc(tokens)
 
     def _finish(self, outcome: str, error: BaseException | None = None) -> None:
         model = self.route.name
@@ -191,6 +211,8 @@ class Completion:
         overhead = time.perf_counter() - self.started - self.stats.upstream_seconds
         if self.route.backend != "echo":  # echo has no upstream: all of it is "overhead"
             metrics.child(metrics.GATEWAY_OVERHEAD, model).observe(max(overhead, 0.0))
+        response_model = self.stats.upstream_model or self.response_model
+        self.span.end(outcome, response_model, self.usage, self.finish_reasons)
 
 
 def _outcome(exc: BaseException) -> str:
@@ -199,6 +221,12 @@ def _outcome(exc: BaseException) -> str:
     if isinstance(exc, ChatServiceError):
         return exc.outcome
     return "error"
+
+
+def _finish_reasons(choices: Any) -> list[Any]:
+    if not isinstance(choices, list):
+        return []
+    return [choice.get("finish_reason") for choice in choices if isinstance(choice, dict)]
 
 
 def _usage_chunk(last: Payload, usage: dict[str, Any]) -> Payload:

@@ -20,12 +20,13 @@ class StreamTally:
 
     Reads each chunk only as far as that needs (choices' `finish_reason` and `delta`)."""
 
-    __slots__ = ("content_chunks", "finished", "started", "usage")
+    __slots__ = ("content_chunks", "finish_reasons", "finished", "started", "usage")
 
     def __init__(self) -> None:
         self.usage: dict[str, Any] | None = None
         self.started: set[int] = set()
         self.finished: set[int] = set()
+        self.finish_reasons: list[Any] = []
         self.content_chunks = 0
 
     def observe(self, chunk: Payload) -> None:
@@ -35,8 +36,10 @@ class StreamTally:
         for choice in chunk.get("choices") or ():
             index = choice.get("index", 0)
             self.started.add(index)
-            if choice.get("finish_reason") is not None:
+            reason = choice.get("finish_reason")
+            if reason is not None:
                 self.finished.add(index)
+                self.finish_reasons.append(reason)
             delta = choice.get("delta")
             if delta and (delta.get("content") or delta.get("tool_calls")):
                 self.content_chunks += 1

@@ -17,6 +17,8 @@ class CallStats:
 
     upstream_seconds: float = 0.0
     attempts: int = 0
+    # The model the upstream says answered, before the public name replaces it (for traces).
+    upstream_model: Any = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,7 +62,7 @@ class OpenAIBackend:
         finally:
             stats.upstream_seconds += time.perf_counter() - started
             response.release()
-        return _completion(route, body)
+        return _completion(route, body, stats)
 
     async def _read_body(
         self, route: ModelRoute, response: aiohttp.ClientResponse, deadline: float
@@ -128,6 +128,8 @@ class OpenAIBackend:
                     finished = True
                     return
                 chunk = _parse_chunk(route, data)
+                if stats.upstream_model is None:
+                    stats.upstream_model = chunk.get("model")
                 chunk["model"] = route.name
                 yield chunk
         finally:
@@ -206,7 +208,7 @@ def _upstream_body(route: ModelRoute, payload: Payload) -> Payload:
     return body
 
 
-def _completion(route: ModelRoute, body: bytes) -> Payload:
+def _completion(route: ModelRoute, body: bytes, stats: CallStats) -> Payload:
     """The upstream's answer if it is a chat completion; anything else is its failure."""
     try:
         result: Any = orjson.loads(body)
@@ -230,6 +232,7 @@ def _completion(route: ModelRoute, body: bytes) -> Payload:
             f"The upstream for `{route.name}` answered with something that is not a chat "
             "completion."
         )
+    stats.upstream_model = result.get("model")
     result["model"] = route.name
     return dict(result)
 

@@ -16,6 +16,10 @@ class RequestRecord:
     # Set by the chat route once the body names a configured model.
     model: str | None = None
     stream: bool | None = None
+    # The key's id (the bootstrap admin key has none: its name), never the key itself.
+    key_id: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
 
 
 # Tasks a request starts (a streaming body, a disconnect watcher) copy the context, so they

@@ -14,6 +14,7 @@ import secrets
 import time
 from typing import Any
 
+from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatservice.config import CHAT_COMPLETIONS_PATH
@@ -90,18 +91,30 @@ class RequestContextMiddleware:
                 stream = context.UNKNOWN if record.stream is None else str(record.stream).lower()
                 model = record.model or context.UNKNOWN
                 metrics.child(metrics.CHAT_COMPLETIONS, model, stream, outcome).inc()
-            log.info(
-                "request",
-                extra={
-                    "request_id": request_id,
-                    "method": method,
-                    "route": route,
-                    "status": status,
-                    "outcome": outcome,
-                    "duration_ms": round(elapsed * 1000, 3),
-                },
-            )
+            fields = {
+                "request_id": request_id,
+                "method": method,
+                "route": route,
+                "status": status,
+                "outcome": outcome,
+                "duration_ms": round(elapsed * 1000, 3),
+            }
+            _add_request_details(fields, record)
+            log.info("request", extra=fields)
             context.unbind(token)
+
+
+def _add_request_details(fields: dict[str, object], record: context.RequestRecord) -> None:
+    """The trace, the key's id, the model and the tokens, for what has them."""
+    # The server span is still open here: FastAPI's instrumentation wraps this middleware.
+    span = trace.get_current_span().get_span_context()
+    if span.is_valid:
+        fields["trace_id"] = format(span.trace_id, "032x")
+        fields["span_id"] = format(span.span_id, "016x")
+    for name in ("key_id", "model", "prompt_tokens", "completion_tokens"):
+        value = getattr(record, name)
+        if value is not None:
+            fields[name] = value
 
 
 def _outcome_of_status(status: int) -> str:

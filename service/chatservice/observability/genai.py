@@ -1,0 +1,69 @@
+"""The chat span, with OpenTelemetry's GenAI semantic-convention attributes.
+
+Names, models, token counts and finish reasons only: never the messages or the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+
+from chatservice.config import ModelRoute
+
+
+class ChatSpan:
+    """One `chat {model}` client span around a backend call; a no-op without a tracer."""
+
+    __slots__ = ("_span",)
+
+    def __init__(self, tracer: Tracer | None, route: ModelRoute) -> None:
+        self._span: Span | None = None
+        if tracer is not None:
+            self._span = tracer.start_span(
+                f"chat {route.name}",
+                kind=SpanKind.CLIENT,
+                attributes={
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.request.model": route.upstream_model or route.name,
+                },
+            )
+
+    @property
+    def recording(self) -> bool:
+        return self._span is not None
+
+    def active(self) -> AbstractContextManager[Any]:
+        """Makes the span current, so the upstream HTTP call's span is its child."""
+        if self._span is None:
+            return nullcontext()
+        return trace.use_span(self._span, record_exception=False, set_status_on_exception=False)
+
+    def end(
+        self,
+        outcome: str,
+        response_model: Any,
+        usage: Any,
+        finish_reasons: Iterable[Any],
+    ) -> None:
+        span = self._span
+        if span is None:
+            return
+        self._span = None
+        if isinstance(response_model, str):
+            span.set_attribute("gen_ai.response.model", response_model)
+        if isinstance(usage, dict):
+            for kind, attribute in (("prompt", "input"), ("completion", "output")):
+                tokens = usage.get(f"{kind}_tokens")
+                if isinstance(tokens, int):
+                    span.set_attribute(f"gen_ai.usage.{attribute}_tokens", tokens)
+        reasons = [reason for reason in finish_reasons if isinstance(reason, str)]
+        if reasons:
+            span.set_attribute("gen_ai.response.finish_reasons", reasons)
+        if outcome != "success":
+            span.set_attribute("error.type", outcome)
+            span.set_status(Status(StatusCode.ERROR))
+        span.end()
