@@ -20,6 +20,7 @@ from chatservice.api_docs import with_security_and_errors
 from chatservice.body_limit import BodySizeLimitMiddleware
 from chatservice.chat.router import router as chat_router
 from chatservice.chat.schemas import ChatCompletionRequest
+from chatservice.chat.usage import load_token_counters
 from chatservice.config import Settings
 from chatservice.cors import BrowserCORSMiddleware
 from chatservice.db import create_engine, create_sessionmaker
@@ -52,6 +53,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # First: a tokenizer file that does not load stops the worker before it opens anything.
+        token_counters = load_token_counters(settings.models)
         engine = create_engine(settings)
         if tracer_provider is not None:
             SQLAlchemyInstrumentor().instrument(
@@ -82,6 +85,7 @@ def create_app(
                 retry_after=settings.db_retry_after,
             ),
             schema=SchemaHistory.load(script_directory()),
+            token_counters=token_counters,
         )
         app.state.runtime = runtime
         metrics.publish_idle_gauges()

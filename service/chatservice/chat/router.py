@@ -52,7 +52,11 @@ async def create_chat_completion(request: Request, key: CurrentKey) -> Response:
     if record is not None:
         record.model = route.name
     completion = Completion(
-        route, runtime.models.backend(route), body.upstream_payload(), runtime.streams
+        route,
+        runtime.models.backend(route),
+        body.upstream_payload(),
+        runtime.streams,
+        runtime.token_counters.get(route.name),
     )
     try:
         if body.stream:

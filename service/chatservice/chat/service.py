@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from typing import Any, TypeVar
 
 import orjson
@@ -14,9 +14,12 @@ from starlette.requests import Request
 from chatservice.chat.shutdown import OpenStreams, shutdown_error
 from chatservice.chat.usage import (
     StreamTally,
+    TokenCounter,
+    answer_texts,
     estimate_completion_tokens,
     estimate_prompt_tokens,
     estimated_usage,
+    prompt_texts,
 )
 from chatservice.config import ModelRoute
 from chatservice.errors import (
@@ -73,11 +76,13 @@ class Completion:
         backend: ChatBackend,
         payload: Payload,
         streams: OpenStreams | None = None,
+        tokens: TokenCounter | None = None,
     ) -> None:
         self.route = route
         self.backend = backend
         self.payload = payload
         self.streams = streams
+        self.tokens = tokens
         self.stats = CallStats()
         self.started = time.perf_counter()
 
@@ -88,9 +93,12 @@ class Completion:
             self._finish(_outcome(exc), exc)
             raise
         if not isinstance(result.get("usage"), dict):
-            result["usage"] = estimated_usage(
-                estimate_prompt_tokens(self.payload), estimate_completion_tokens(result)
-            )
+            if self.tokens is None:
+                result["usage"] = estimated_usage(
+                    estimate_prompt_tokens(self.payload), estimate_completion_tokens(result)
+                )
+            else:
+                result["usage"] = self._counted_usage(answer_texts(result))
         self._count_usage(result["usage"])
         self._finish("success")
         return result
@@ -114,7 +122,8 @@ class Completion:
     ) -> AsyncIterator[bytes]:
         outcome = "success"
         error: BaseException | None = None
-        tally = StreamTally()
+        tally = StreamTally(keep_text=self.tokens is not None)
+        computed: dict[str, Any] | None = None  # usage this service computed for the client
         task = asyncio.current_task()
         if self.streams is not None and task is not None:
             self.streams.add(task)
@@ -136,7 +145,8 @@ class Completion:
                     code="upstream_stream_truncated",
                 )
             if tally.usage is None and include_usage:
-                yield _event(_usage_chunk(last, self._estimated_usage(tally)))
+                computed = self._estimated_usage(tally)
+                yield _event(_usage_chunk(last, computed))
             yield b"data: [DONE]\n\n"
         except ChatServiceError as exc:
             outcome, error = _outcome(exc), exc
@@ -166,11 +176,19 @@ class Completion:
             if self.streams is not None and task is not None:
                 self.streams.discard(task)
             await _close(chunks)
-            self._count_usage(tally.usage or self._estimated_usage(tally))
+            self._count_usage(tally.usage or computed or self._estimated_usage(tally))
             self._finish(outcome, error)
 
     def _estimated_usage(self, tally: StreamTally) -> dict[str, Any]:
+        if self.tokens is not None:
+            return self._counted_usage(tally.answer_texts())
         return estimated_usage(estimate_prompt_tokens(self.payload), tally.content_chunks)
+
+    def _counted_usage(self, answer: Iterable[str]) -> dict[str, Any]:
+        assert self.tokens is not None  # noqa: S101 - only for routes with a tokenizer
+        return estimated_usage(
+            self.tokens.count(prompt_texts(self.payload)), self.tokens.count(answer), "tokenizer"
+        )
 
     def _count_usage(self, usage: Any) -> None:
         if not isinstance(usage, dict):
