@@ -64,6 +64,14 @@ def _migrate(settings: Settings) -> None:
 
 
 def _run(settings: Settings) -> int:
+    from chatservice.chat.usage import TokenizerLoadError, load_token_counters
+
+    try:
+        # Each worker loads them again; a bad file is reported here once, not per worker.
+        load_token_counters(settings.models)
+    except TokenizerLoadError as exc:
+        print(f"chatservice: invalid configuration: models: {exc}", file=sys.stderr)
+        return 2
     if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="chatservice-metrics-")
     if settings.environment is Environment.DEVELOPMENT:

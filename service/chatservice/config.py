@@ -8,6 +8,7 @@ import os
 from collections import Counter
 from enum import StrEnum
 from functools import cached_property
+from pathlib import Path
 from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -50,11 +51,26 @@ class ModelRoute(BaseModel):
         description="The name under which this upstream honours the output-token limit: a "
         "client's `max_tokens` or `max_completion_tokens` is sent as this field only.",
     )
+    tokenizer: Path | None = Field(
+        default=None,
+        description="A local Hugging Face `tokenizer.json` that counts tokens when the upstream "
+        "reports no usage (otherwise they are estimated).",
+    )
 
     @model_validator(mode="after")
     def _openai_needs_base_url(self) -> Self:
         if self.backend == "openai" and not self.base_url:
             raise ValueError(f"model {self.name!r}: the openai backend needs base_url")
+        return self
+
+    @model_validator(mode="after")
+    def _tokenizer_is_a_file(self) -> Self:
+        # Only that it exists here (settings are read in several processes); each worker
+        # loads it at start-up, and `chatservice run` loads it once before starting them.
+        if self.tokenizer is not None and not self.tokenizer.is_file():
+            raise ValueError(
+                f"model {self.name!r}: tokenizer file {str(self.tokenizer)!r} not found"
+            )
         return self
 
     def upstream_api_key(self) -> str | None:

@@ -21,6 +21,7 @@ from chatservice.body_limit import BodySizeLimitMiddleware
 from chatservice.catalog.endpoints import router as catalog_router
 from chatservice.chat.endpoints import router as chat_router
 from chatservice.chat.schemas import ChatCompletionRequest
+from chatservice.chat.usage import load_token_counters
 from chatservice.config import Settings
 from chatservice.cors import BrowserCORSMiddleware
 from chatservice.db.engine import create_engine, create_sessionmaker
@@ -52,6 +53,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # First: a tokenizer file that does not load stops the worker before it opens anything.
+        token_counters = load_token_counters(settings.models)
         engine = create_engine(settings)
         if tracer_provider is not None:
             SQLAlchemyInstrumentor().instrument(
@@ -85,6 +88,7 @@ def create_app(
             tracer=tracer_provider.get_tracer("chatservice", __version__)
             if tracer_provider is not None
             else None,
+            token_counters=token_counters,
         )
         app.state.runtime = runtime
         metrics.publish_idle_gauges()

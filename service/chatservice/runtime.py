@@ -10,6 +10,7 @@ from opentelemetry.trace import Tracer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from chatservice.chat.shutdown import OpenStreams
+from chatservice.chat.usage import TokenCounter
 from chatservice.config import Settings
 from chatservice.db.schema_history import SchemaHistory
 from chatservice.inference.routing import RoutingTable
@@ -25,6 +26,8 @@ class Runtime:
     routing: RoutingTable
     authenticator: KeyAuthenticator
     schema: SchemaHistory
+    # By route name, for the routes that configure a tokenizer.
+    token_counters: dict[str, TokenCounter] = field(default_factory=dict)
     started_at: float = field(default_factory=time.monotonic)
     created: int = field(default_factory=lambda: int(time.time()))
     # Set on SIGTERM: readiness answers 503 while in-flight requests finish.

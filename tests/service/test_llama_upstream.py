@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from tokenizers import Tokenizer
 
 from chatservice.config import ModelRoute
 from chatservice.main import create_app
@@ -21,6 +22,7 @@ from tests.service.harness import AUTH, make_settings
 from tests.service.llama_server import MODEL_ALIAS, LlamaServer, require_llama_cpp
 from tests.service.test_chat_api import CHAT, sse_events
 from tests.service.tiny_gguf import write_tiny_llama
+from tests.service.tiny_tokenizer import write_tiny_tokenizer
 
 pytestmark = pytest.mark.llama_cpp
 
@@ -156,6 +158,28 @@ async def test_tool_call_deltas_are_passed_through(service: str, llama: LlamaSer
     assert mine[0]["function"]["name"] == "get_weather"
     assert [c["function"] for c in mine] == [c["function"] for c in theirs]
     assert sse_events(through.text)[-2]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+async def test_a_tokenizer_counts_the_streamed_tool_call(
+    pg_url: str, llama: LlamaServer, tmp_path: Path
+) -> None:
+    tokenizer = write_tiny_tokenizer(tmp_path / "tokenizer.json")
+    body = {**ASK, "model": "tiny", "max_tokens": 24, "stream": True, "tools": [WEATHER_TOOL],
+            "tool_choice": FORCE_WEATHER, "stream_options": {"include_usage": True}}  # fmt: skip
+    async for url in serve_live(pg_url, [tiny_route(llama, tokenizer=tokenizer)]):
+        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+            events = sse_events((await http.post(CHAT, headers=AUTH, json=body)).text)
+    calls = _tool_calls(events)
+    assert calls, "no tool-call deltas came through"
+    # One call: its name, then its arguments as they were streamed, piece by piece.
+    streamed = "".join(
+        (c["function"].get("name") or "") + (c["function"].get("arguments") or "") for c in calls
+    )
+    usage = events[-2]["usage"]
+    assert usage["usage_source"] == "tokenizer"
+    expected = len(Tokenizer.from_file(str(tokenizer)).encode(streamed, add_special_tokens=False))
+    assert usage["completion_tokens"] == expected
+    assert usage["prompt_tokens"] == 2  # "hello world"; llama.cpp's template tokens are not
 
 
 def _tool_calls(events: list[Any]) -> list[dict[str, Any]]:

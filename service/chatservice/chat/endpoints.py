@@ -57,6 +57,7 @@ async def create_chat_completion(request: Request, key: CurrentKey) -> Response:
         body.upstream_payload(),
         runtime.streams,
         runtime.tracer,
+        runtime.token_counters.get(route.name),
     )
     try:
         if body.stream:

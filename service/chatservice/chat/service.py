@@ -15,9 +15,12 @@ from starlette.requests import Request
 from chatservice.chat.shutdown import OpenStreams, shutdown_error
 from chatservice.chat.usage import (
     StreamTally,
+    TokenCounter,
+    answer_texts,
     estimate_completion_tokens,
     estimate_prompt_tokens,
     estimated_usage,
+    prompt_texts,
 )
 from chatservice.config import ModelRoute
 from chatservice.errors import (
@@ -76,11 +79,13 @@ class Completion:
         payload: Payload,
         streams: OpenStreams | None = None,
         tracer: Tracer | None = None,
+        tokens: TokenCounter | None = None,
     ) -> None:
         self.route = route
         self.backend = backend
         self.payload = payload
         self.streams = streams
+        self.tokens = tokens
         self.stats = CallStats()
         self.started = time.perf_counter()
         self.span = ChatSpan(tracer, route)
@@ -97,9 +102,12 @@ class Completion:
             self._finish(_outcome(exc), exc)
             raise
         if not isinstance(result.get("usage"), dict):
-            result["usage"] = estimated_usage(
-                estimate_prompt_tokens(self.payload), estimate_completion_tokens(result)
-            )
+            if self.tokens is None:
+                result["usage"] = estimated_usage(
+                    estimate_prompt_tokens(self.payload), estimate_completion_tokens(result)
+                )
+            else:
+                result["usage"] = self._counted_usage(answer_texts(result))
         self._count_usage(result["usage"])
         if self.span.recording:
             self.response_model = result.get("model")
@@ -128,7 +136,8 @@ class Completion:
     ) -> AsyncIterator[bytes]:
         outcome = "success"
         error: BaseException | None = None
-        tally = StreamTally()
+        tally = StreamTally(keep_text=self.tokens is not None)
+        computed: dict[str, Any] | None = None  # usage this service computed for the client
         task = asyncio.current_task()
         if self.streams is not None and task is not None:
             self.streams.add(task)
@@ -150,7 +159,8 @@ class Completion:
                     code="upstream_stream_truncated",
                 )
             if tally.usage is None and include_usage:
-                yield _event(_usage_chunk(last, self._estimated_usage(tally)))
+                computed = self._estimated_usage(tally)
+                yield _event(_usage_chunk(last, computed))
             yield b"data: [DONE]\n\n"
         except ChatServiceError as exc:
             outcome, error = _outcome(exc), exc
@@ -180,12 +190,20 @@ class Completion:
             if self.streams is not None and task is not None:
                 self.streams.discard(task)
             await _close(chunks)
-            self._count_usage(tally.usage or self._estimated_usage(tally))
+            self._count_usage(tally.usage or computed or self._estimated_usage(tally))
             self.finish_reasons = tally.finish_reasons
             self._finish(outcome, error)
 
     def _estimated_usage(self, tally: StreamTally) -> dict[str, Any]:
+        if self.tokens is not None:
+            return self._counted_usage(tally.answer_texts())
         return estimated_usage(estimate_prompt_tokens(self.payload), tally.content_chunks)
+
+    def _counted_usage(self, answer: Iterable[str]) -> dict[str, Any]:
+        assert self.tokens is not None  # noqa: S101 - only for routes with a tokenizer
+        return estimated_usage(
+            self.tokens.count(prompt_texts(self.payload)), self.tokens.count(answer), "tokenizer"
+        )
 
     def _count_usage(self, usage: Any) -> None:
         if not isinstance(usage, dict):

@@ -58,7 +58,8 @@ TOKENS = Counter(
 )
 ESTIMATED_TOKENS = Counter(
     "chatservice_tokens_estimated_total",
-    "The part of chatservice_tokens_total this service estimated (the upstream sent no usage).",
+    "The part of chatservice_tokens_total this service computed (tokenizer or estimate): "
+    "the upstream sent no usage.",
     ["model", "kind"],
 )
 TIME_TO_FIRST_TOKEN = Histogram(
