@@ -3,13 +3,18 @@ httpx client that runs the app's lifespan."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
 
 import httpx
+import uvicorn
 from fastapi import FastAPI
 
 from chatservice.config import DEVELOPMENT_ADMIN_KEY, ModelRoute, Settings
 from chatservice.runtime import Runtime
+from tests.ports import free_port
 from tests.service.stub_upstream import StubUpstream
 
 ADMIN_KEY = DEVELOPMENT_ADMIN_KEY
@@ -66,3 +71,25 @@ class Served:
     async def __aexit__(self, *exc: object) -> None:
         await self._client.aclose()
         await self._lifespan.__aexit__(None, None, None)
+
+
+@contextlib.asynccontextmanager
+async def serve_on_loopback(app: FastAPI, start_timeout: float = 15.0) -> AsyncIterator[str]:
+    """The app on a real loopback socket (uvicorn, lifespan on), for what needs real connections;
+    yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    deadline = time.monotonic() + start_timeout
+    while not server.started:
+        if task.done() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"the app did not start on port {port} within {start_timeout} s")
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

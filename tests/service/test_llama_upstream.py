@@ -12,13 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from tokenizers import Tokenizer
 
 from chatservice.config import ModelRoute
 from chatservice.main import create_app
-from tests.ports import free_port
-from tests.service.harness import AUTH, make_settings
+from tests.service.harness import AUTH, make_settings, serve_on_loopback
 from tests.service.llama_server import MODEL_ALIAS, LlamaServer, require_llama_cpp
 from tests.service.test_chat_api import CHAT, sse_events
 from tests.service.tiny_gguf import write_tiny_llama
@@ -74,22 +72,12 @@ def tiny_route(server: LlamaServer, **fields: Any) -> ModelRoute:
 
 async def serve_live(pg_url: str, routes: list[ModelRoute]) -> AsyncIterator[str]:
     """ChatService on a real loopback socket (uvicorn), in front of the given routes."""
-    port = free_port()
     settings = make_settings(
         pg_url, models=routes, upstream_first_byte_timeout=30.0, upstream_chunk_timeout=10.0,
         upstream_total_timeout=60.0,
     )  # fmt: skip
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None)
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+    async with serve_on_loopback(create_app(settings)) as url:
+        yield url
 
 
 @pytest.fixture

@@ -10,12 +10,11 @@ from typing import Any
 import aiohttp
 import httpx
 import pytest
-import uvicorn
 
 from chatservice.config import ModelRoute
 from chatservice.main import create_app
 from tests.ports import free_port
-from tests.service.harness import AUTH, make_settings
+from tests.service.harness import AUTH, make_settings, serve_on_loopback
 from tests.service.stub_upstream import REPLY, StubUpstream
 from tests.service.test_chat_api import CHAT, sse_events
 
@@ -139,19 +138,9 @@ async def test_unreachable_upstream_is_502(open_client: Callable[..., Any]) -> N
 @pytest.fixture
 async def live_service(pg_url: str, upstream: StubUpstream) -> AsyncIterator[str]:
     """The app on a real loopback socket (uvicorn), for what needs real connections."""
-    port = free_port()
     app = create_app(make_settings(pg_url, upstream))
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+    async with serve_on_loopback(app) as url:
+        yield url
 
 
 async def test_client_disconnect_mid_stream_cancels_the_upstream_request(

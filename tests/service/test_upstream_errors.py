@@ -10,13 +10,11 @@ from typing import Any
 import aiohttp
 import httpx
 import pytest
-import uvicorn
 from prometheus_client import REGISTRY
 
 from chatservice.config import ModelRoute
 from chatservice.main import create_app
-from tests.ports import free_port
-from tests.service.harness import AUTH, make_settings
+from tests.service.harness import AUTH, make_settings, serve_on_loopback
 from tests.service.stub_upstream import ACCOUNT_DETAILS, StubUpstream
 from tests.service.test_chat_api import CHAT, sse_events
 
@@ -197,20 +195,10 @@ async def test_requests_refused_before_the_backend_are_counted(
 @pytest.fixture
 async def patient_service(pg_url: str, upstream: StubUpstream) -> AsyncIterator[str]:
     """The app on a real loopback socket, with a first-byte timeout far beyond the test's."""
-    port = free_port()
     settings = make_settings(pg_url, upstream, upstream_first_byte_timeout=20.0,
                              upstream_total_timeout=30.0)  # fmt: skip
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None)
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+    async with serve_on_loopback(create_app(settings)) as url:
+        yield url
 
 
 async def test_leaving_before_the_first_byte_cancels_the_upstream_stream(

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -70,23 +70,38 @@ class OpenAIBackend:
         """The whole body, failing when the upstream goes silent for the chunk timeout."""
         parts: list[bytes] = []
         while True:
-            try:
-                timeout = min(self._settings.upstream_chunk_timeout, _remaining(deadline))
-                async with asyncio.timeout(timeout):
-                    part = await response.content.readany()
-            except TimeoutError:
-                log.warning(
-                    "upstream stopped sending its answer",
-                    extra={"model": route.name, "outcome": UpstreamTimeoutError.outcome},
-                )
-                raise UpstreamTimeoutError(
-                    f"The upstream for `{route.name}` stopped sending its answer."
-                ) from None
-            except aiohttp.ClientError as exc:
-                raise broken(route, exc) from exc
+            part = await self._read(
+                route, response.content.readany, deadline, "sending its answer", mid_stream=False
+            )
             if not part:
                 return b"".join(parts)
             parts.append(part)
+
+    async def _read(
+        self,
+        route: ModelRoute,
+        read: Callable[[], Awaitable[bytes]],
+        deadline: float,
+        stopped: str,
+        *,
+        mid_stream: bool,
+    ) -> bytes:
+        """One read of the upstream's body, failing when it goes silent for the chunk timeout
+        (or the total deadline comes first)."""
+        try:
+            timeout = min(self._settings.upstream_chunk_timeout, _remaining(deadline))
+            async with asyncio.timeout(timeout):
+                return await read()
+        except TimeoutError:
+            log.warning(
+                f"upstream stopped {stopped}",
+                extra={"model": route.name, "outcome": UpstreamTimeoutError.outcome},
+            )
+            raise UpstreamTimeoutError(
+                f"The upstream for `{route.name}` stopped {stopped}."
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise broken(route, exc, mid_stream=mid_stream) from exc
 
     async def stream(
         self, route: ModelRoute, payload: Payload, stats: CallStats
@@ -101,19 +116,9 @@ class OpenAIBackend:
             while True:
                 started = time.perf_counter()
                 try:
-                    timeout = min(self._settings.upstream_chunk_timeout, _remaining(deadline))
-                    async with asyncio.timeout(timeout):
-                        line = await response.content.readline()
-                except TimeoutError:
-                    log.warning(
-                        "upstream stopped streaming",
-                        extra={"model": route.name, "outcome": UpstreamTimeoutError.outcome},
+                    line = await self._read(
+                        route, response.content.readline, deadline, "sending", mid_stream=True
                     )
-                    raise UpstreamTimeoutError(
-                        f"The upstream for `{route.name}` stopped sending."
-                    ) from None
-                except aiohttp.ClientError as exc:
-                    raise broken(route, exc, mid_stream=True) from exc
                 finally:
                     stats.upstream_seconds += time.perf_counter() - started
                 if not line:
