@@ -19,7 +19,7 @@ _settings = Settings()
 bind = f"{_settings.host}:{_settings.port}"
 workers = _settings.workers
 # uvicorn-worker's worker with bounded request heads (see http_server.py).
-worker_class = "chatservice.http_server.ChatServiceWorker"
+worker_class = "chatservice.kit.http_server.ChatServiceWorker"
 # Apps are built in each worker after the fork (engines, HTTP pools, tracer threads).
 preload_app = False
 timeout = _settings.timeout

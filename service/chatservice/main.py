@@ -15,26 +15,25 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 
-from chatservice import __version__, exception_handlers
-from chatservice.api_docs import with_security_and_errors
-from chatservice.body_limit import BodySizeLimitMiddleware
-from chatservice.catalog.endpoints import router as catalog_router
-from chatservice.chat.endpoints import router as chat_router
+from chatservice import __version__
+from chatservice.api import api_router
 from chatservice.chat.schemas import ChatCompletionRequest
 from chatservice.chat.usage import load_token_counters
 from chatservice.config import Settings
-from chatservice.cors import BrowserCORSMiddleware
 from chatservice.db.engine import create_engine, create_sessionmaker
 from chatservice.db.migrate import script_directory
 from chatservice.db.schema_history import SchemaHistory
-from chatservice.draining import mark_draining_on_sigterm
-from chatservice.health.endpoints import router as health_router
 from chatservice.inference.routing import RoutingTable
 from chatservice.keys.failure_limiter import FailureLimiter
 from chatservice.keys.service import KeyAuthenticator, KeyCache
+from chatservice.kit import exception_handlers
+from chatservice.kit.api_docs import with_security_and_errors
+from chatservice.kit.body_limit import BodySizeLimitMiddleware
+from chatservice.kit.cors import BrowserCORSMiddleware
+from chatservice.kit.draining import mark_draining_on_sigterm
+from chatservice.kit.request_body import document_bodies
 from chatservice.observability import metrics, tracing
 from chatservice.observability.middleware import RequestContextMiddleware
-from chatservice.request_body import document_bodies
 from chatservice.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -119,8 +118,7 @@ def create_app(
         # every route has one spelling, and any other is a 404.
         redirect_slashes=False,
     )
-    for router in (chat_router, catalog_router, health_router):
-        app.include_router(router)
+    app.include_router(api_router)
     app.add_api_route("/metrics", _metrics, include_in_schema=False)
     # The documented way to extend FastAPI's schema: fastapi.tiangolo.com/how-to/extending-openapi
     app.openapi = with_security_and_errors(  # type: ignore[method-assign]

@@ -9,9 +9,9 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from chatservice.db.migrate import upgrade
-from chatservice.deps import SessionDep
 from chatservice.errors import InvalidRequestError
 from chatservice.keys.tables import User
+from chatservice.kit.deps import SessionDep
 from chatservice.main import create_app
 from tests.service.harness import make_settings, serve
 

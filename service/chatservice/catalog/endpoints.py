@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from chatservice.api_docs import AUTH_ERRORS, AUTHENTICATED, error_responses
 from chatservice.catalog.schemas import ModelCard, ModelList
 from chatservice.config import API_PREFIX, ModelRoute
-from chatservice.deps import CurrentKey, RuntimeDep
+from chatservice.kit.api_docs import AUTH_ERRORS, AUTHENTICATED, error_responses
+from chatservice.kit.deps import CurrentKey, RuntimeDep
 
 router = APIRouter(prefix=f"{API_PREFIX}/models", tags=["models"])
 

@@ -6,14 +6,14 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from chatservice.api_docs import AUTH_ERRORS, AUTHENTICATED, error_responses
 from chatservice.chat.schemas import ChatCompletion, ChatCompletionRequest
 from chatservice.chat.service import ClientDisconnectedError, Completion, cancel_on_disconnect
 from chatservice.config import API_PREFIX
-from chatservice.deps import CurrentKey, runtime_of
 from chatservice.errors import InvalidRequestError, error_body
+from chatservice.kit.api_docs import AUTH_ERRORS, AUTHENTICATED, error_responses
+from chatservice.kit.deps import CurrentKey, runtime_of
+from chatservice.kit.request_body import body_openapi, parse_body
 from chatservice.observability.context import current_record
-from chatservice.request_body import body_openapi, parse_body
 
 router = APIRouter(prefix=API_PREFIX, tags=["chat"])
 

@@ -9,10 +9,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from chatservice import __version__
-from chatservice.api_docs import error_responses
 from chatservice.config import API_PREFIX
 from chatservice.db.schema_history import SchemaStatus
-from chatservice.deps import RuntimeDep
 from chatservice.health.schemas import (
     ComponentHealth,
     HealthReport,
@@ -21,6 +19,8 @@ from chatservice.health.schemas import (
     SchemaHealth,
 )
 from chatservice.health.service import DatabaseProbe, probe_backend, probe_database
+from chatservice.kit.api_docs import error_responses
+from chatservice.kit.deps import RuntimeDep
 from chatservice.runtime import Runtime
 
 router = APIRouter(prefix=f"{API_PREFIX}/health", tags=["health"])

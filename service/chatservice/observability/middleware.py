@@ -31,10 +31,6 @@ _SAFE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 CLIENT_CLOSED = 499
 
 
-def request_id_of(scope: Scope) -> str:
-    return str(scope.get("state", {}).get("request_id", "-"))
-
-
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

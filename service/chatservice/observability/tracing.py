@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 
-from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -44,7 +43,3 @@ def build_provider() -> TracerProvider:
     # The batch processor starts a thread: this must run in the worker, never before fork.
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     return provider
-
-
-def install_global(provider: TracerProvider) -> None:
-    trace.set_tracer_provider(provider)

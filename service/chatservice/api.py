@@ -1,0 +1,13 @@
+"""Every route of the service, gathered in one router: a new route package is added here."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from chatservice.catalog.endpoints import router as catalog_router
+from chatservice.chat.endpoints import router as chat_router
+from chatservice.health.endpoints import router as health_router
+
+api_router = APIRouter()
+for router in (chat_router, catalog_router, health_router):
+    api_router.include_router(router)
