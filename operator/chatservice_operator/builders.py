@@ -71,6 +71,20 @@ def _routing_env(cs: ChatService) -> dict[str, str]:
     return env
 
 
+def _tracing_env(cs: ChatService) -> dict[str, str]:
+    """The standard OTEL_* variables the service reads; none without an endpoint (tracing off)."""
+    tracing = cs.spec.tracing
+    if tracing.otlp_endpoint is None:
+        return {}
+    return {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": tracing.otlp_endpoint,
+        "OTEL_SERVICE_NAME": cs.name,
+        "OTEL_RESOURCE_ATTRIBUTES": f"k8s.namespace.name={cs.namespace}",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": str(tracing.sample_ratio),
+    }
+
+
 def build_configmap(cs: ChatService) -> Obj:
     spec = cs.spec
     data = {
@@ -82,6 +96,7 @@ def build_configmap(cs: ChatService) -> Obj:
         "CHATSERVICE_UPSTREAM_TOTAL_TIMEOUT": str(spec.graceful_timeout_seconds),
         "CHATSERVICE_LOG_LEVEL": spec.log_level,
         "PROMETHEUS_MULTIPROC_DIR": METRICS_DIR,
+        **_tracing_env(cs),
     }
     return {
         "apiVersion": "v1",
@@ -115,6 +130,13 @@ def _upstream_secret_env(cs: ChatService) -> list[Obj]:
         for index, backend in enumerate(cs.spec.inference.backends)
         if (ref := backend.api_key_secret_ref) is not None
     ]
+
+
+def _tracing_secret_env(cs: ChatService) -> list[Obj]:
+    ref = cs.spec.tracing.headers_secret_ref
+    if ref is None or cs.spec.tracing.otlp_endpoint is None:
+        return []
+    return [_secret_env("OTEL_EXPORTER_OTLP_HEADERS", ref.name, ref.key)]
 
 
 def _pod_security_context() -> Obj:
@@ -215,7 +237,7 @@ def build_deployment(cs: ChatService, image: str, checksum: str) -> Obj:
         "command": ["chatservice", "run"],
         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
         "envFrom": [{"configMapRef": {"name": configmap_name(cs)}}],
-        "env": [*_core_secret_env(cs), *_upstream_secret_env(cs)],
+        "env": [*_core_secret_env(cs), *_upstream_secret_env(cs), *_tracing_secret_env(cs)],
         "livenessProbe": _probe(spec.probes.liveness),
         "readinessProbe": _probe(spec.probes.readiness),
         "startupProbe": _probe(spec.probes.startup),

@@ -110,6 +110,12 @@ class Monitoring(_Model):
     interval: str = "30s"
 
 
+class Tracing(_Model):
+    otlp_endpoint: str | None = None
+    sample_ratio: float = Field(default=1.0, ge=0, le=1)
+    headers_secret_ref: SecretKeyRef | None = None
+
+
 Quantities = dict[str, int | str]
 
 
@@ -144,6 +150,7 @@ class ChatServiceSpec(_Model):
     autoscaling: Autoscaling = Autoscaling()
     pod_disruption_budget: PodDisruptionBudget = PodDisruptionBudget()
     monitoring: Monitoring = Monitoring()
+    tracing: Tracing = Tracing()
 
 
 class ChatService(BaseModel):

@@ -92,6 +92,9 @@ class Settings(BaseSettings):
 
     environment: Environment = Environment.DEVELOPMENT
     log_level: str = "INFO"
+    # Lines of one kind (logger, message, exception type) a worker writes per minute at
+    # warning and above; the rest are counted and dropped. 0: no limit.
+    log_repeats_per_minute: int = Field(default=10, ge=0)
 
     # Database. The embedded default needs no setup; production uses postgresql+asyncpg.
     database_url: str = "sqlite+aiosqlite:///./var/chatservice.db"

@@ -27,7 +27,7 @@ graceful_timeout = _settings.graceful_timeout
 keepalive = _settings.keepalive
 max_requests = _settings.max_requests
 max_requests_jitter = _settings.max_requests_jitter
-logconfig_dict = logging_config(_settings.log_level)
+logconfig_dict = logging_config(_settings.log_level, _settings.log_repeats_per_minute)
 accesslog = None
 # The control socket lives under $HOME, which a read-only container filesystem does not allow.
 control_socket_disable = True

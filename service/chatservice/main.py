@@ -90,7 +90,7 @@ def create_app(
             token_counters=token_counters,
         )
         app.state.runtime = runtime
-        metrics.publish_idle_gauges()
+        metrics.publish_initial_series(route.name for route in settings.models)
         restore_signal = mark_draining_on_sigterm(runtime)
         log.info("worker started", extra={"version": __version__, "models": len(settings.models)})
         try:

@@ -77,6 +77,18 @@ def test_every_alert_links_to_its_runbook_section() -> None:
         assert rule["alert"].lower() in anchors, f"docs/runbook.md has no ## {rule['alert']}"
 
 
+def test_without_a_published_runbook_each_alert_names_its_section_in_this_chart() -> None:
+    version = yaml.safe_load((REPO_ROOT / "charts" / "chatservice" / "Chart.yaml").read_text())[
+        "version"
+    ]
+    for rule in alerts(rendered_groups()):
+        assert "runbook_url" not in rule["annotations"], "no link that leads nowhere"
+        anchor = rule["alert"].lower()
+        assert rule["annotations"]["runbook"] == (
+            f"docs/runbook.md#{anchor} (chatservice chart {version})"
+        )
+
+
 def test_the_objectives_reach_the_burn_rate_alerts() -> None:
     values = {"latencySLO": {"objective": 0.995, "thresholdSeconds": "10.0"}}
     groups = rendered_groups({"monitoring": {"prometheusRule": values}})

@@ -296,3 +296,18 @@ def test_notes_tell_how_to_reach_the_service_and_read_its_status(
         assert f"helm test {RELEASE}" in rendered.notes
     else:
         assert "kubectl -n chatservice apply -f my-chatservice.yaml" in rendered.notes
+
+
+def test_tracing_values_reach_the_chatservice_only_when_an_endpoint_is_set() -> None:
+    from .rendering import render_values
+
+    assert "tracing" not in render_values({}).one("ChatService")["spec"]
+    traced = {
+        "otlpEndpoint": "http://otel-collector.obs:4318",
+        "sampleRatio": 0.2,
+        "headersSecretRef": {"name": "otlp", "key": "headers"},
+    }
+    rendered = render_values({"chatService": {"tracing": traced}})
+    chatservice = rendered.one("ChatService")
+    assert chatservice["spec"]["tracing"] == traced
+    assert strict_errors(chatservice, chart_crd()) == []

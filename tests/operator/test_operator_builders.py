@@ -89,6 +89,31 @@ def test_configmap_carries_non_secret_settings_and_the_model_routes() -> None:
     }
 
 
+def test_tracing_adds_the_standard_otel_variables_and_the_headers_secret() -> None:
+    traced = chatservice(
+        tracing={
+            "otlpEndpoint": "http://otel:4318",
+            "sampleRatio": 0.1,
+            "headersSecretRef": {"name": "otlp", "key": "h"},
+        }
+    )
+    data = builders.build_configmap(traced)["data"]
+    otel = {name: value for name, value in data.items() if name.startswith("OTEL_")}
+    assert otel == {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel:4318",
+        "OTEL_SERVICE_NAME": "chat",
+        "OTEL_RESOURCE_ATTRIBUTES": "k8s.namespace.name=ns",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.1",
+    }
+    deployment = builders.build_deployment(traced, traced.spec.image, "sum")
+    env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env[-1] == {
+        "name": "OTEL_EXPORTER_OTLP_HEADERS",
+        "valueFrom": {"secretKeyRef": {"name": "otlp", "key": "h"}},
+    }
+
+
 def test_config_checksum_follows_the_settings_only() -> None:
     base = builders.config_checksum(builders.build_configmap(chatservice()))
     assert base == builders.config_checksum(builders.build_configmap(chatservice(replicas=5)))

@@ -11,6 +11,7 @@ import pytest
 from operator_specs import chatservice
 
 from chatservice.config import Environment, Settings
+from chatservice.observability import tracing
 from chatservice_operator import builders
 
 # What the pod's secretKeyRefs would resolve to: (Secret name, key) -> value.
@@ -18,6 +19,7 @@ SECRETS = {
     ("db", "url"): "postgresql+asyncpg://chat:pw@postgres:5432/chat",
     ("adm", "key"): secrets.token_urlsafe(32),
     ("vllm", "token"): "sk-vllm-token",
+    ("otlp", "headers"): "authorization=Bearer otlp-token",
 }
 CS = chatservice(workers=5, logLevel="warning", gracefulTimeoutSeconds=77)
 
@@ -101,3 +103,54 @@ def test_the_migration_jobs_settings_parse_for_the_same_database(
     assert settings.environment is Environment.PRODUCTION
     assert settings.database_url == SECRETS[("db", "url")]
     assert settings.log_level.lower() == CS.spec.log_level
+
+
+def _only(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [n for n in os.environ if n.startswith(("CHATSERVICE_", "OTEL_"))]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_without_tracing_in_the_spec_the_pods_export_no_traces(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _only(served_env(), monkeypatch)
+    assert not tracing.tracing_requested()
+
+
+def test_tracing_in_the_spec_turns_on_otlp_export_with_its_sampler_and_headers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    traced = chatservice(
+        tracing={
+            "otlpEndpoint": "http://otel-collector.obs:4318",
+            "sampleRatio": 0.25,
+            "headersSecretRef": {"name": "otlp", "key": "headers"},
+        }
+    )
+    deployment = builders.build_deployment(traced, traced.spec.image, "sum")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    _only(container_env(container, builders.build_configmap(traced)), monkeypatch)
+
+    assert tracing.tracing_requested()
+    provider = tracing.build_provider()
+    try:
+        description = provider.sampler.get_description()
+        assert description.startswith("ParentBased{root:TraceIdRatioBased{0.25}")
+        assert provider.resource.attributes["service.name"] == "chat"
+        assert provider.resource.attributes["k8s.namespace.name"] == "ns"
+        [exporter] = _exporters(provider)
+        assert exporter._endpoint == "http://otel-collector.obs:4318/v1/traces"
+        assert exporter._headers == {"authorization": "Bearer otlp-token"}
+    finally:
+        provider.shutdown()
+
+
+def _exporters(provider: Any) -> list[Any]:
+    # The SDK keeps its processors private; this reads what the worker would export to.
+    processors = provider._active_span_processor._span_processors
+    return [
+        getattr(processor, "span_exporter", None) or processor._batch_processor._exporter
+        for processor in processors
+    ]

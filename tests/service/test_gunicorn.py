@@ -84,6 +84,20 @@ def _post_counted_request(server: Gunicorn) -> httpx.Response:
     raise AssertionError("the request was reset three times")
 
 
+def test_the_series_alerts_divide_by_are_published_at_zero_before_any_request(
+    start_gunicorn: Callable[..., Gunicorn],
+) -> None:
+    # Without them, increase() misses the first failures after a start: no 0 -> 1 step.
+    samples = _samples(start_gunicorn())
+    for stream in ("true", "false"):
+        for outcome in ("success", "upstream_error", "timeout", "unavailable"):
+            labels = frozenset({("model", "echo"), ("stream", stream), ("outcome", outcome)})
+            assert samples[("chatservice_chat_completions_total", labels)] == 0
+    for kind in ("prompt", "completion"):
+        tokens = frozenset({("model", "echo"), ("kind", kind)})
+        assert samples[("chatservice_tokens_total", tokens)] == 0
+
+
 def test_metrics_are_exact_across_workers_and_worker_restarts(
     start_gunicorn: Callable[..., Gunicorn],
 ) -> None:

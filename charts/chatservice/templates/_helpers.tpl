@@ -153,3 +153,19 @@ or 5 % in six hours, warning when 10 % goes in a day or in three days.
     description: "Objective {{ .objective }}; at this rate the 30-day budget runs out before the month does."
     runbook_url: {{ printf "%s#%s" .runbookURL (lower .alert) }}
 {{- end }}
+
+{{/*
+An alert's link to its section of docs/runbook.md: `runbook_url` when the runbook is published
+somewhere (monitoring.prometheusRule.runbookURL), otherwise a `runbook` annotation naming the
+file and section in this chart's version, which an on-call engineer can still follow.
+Call as (list $ "<anchor>").
+*/}}
+{{- define "chatservice.runbook" -}}
+{{- $root := index . 0 }}
+{{- $anchor := index . 1 }}
+{{- with $root.Values.monitoring.prometheusRule.runbookURL }}
+runbook_url: {{ printf "%s#%s" . $anchor }}
+{{- else }}
+runbook: {{ printf "docs/runbook.md#%s (chatservice chart %s)" $anchor $root.Chart.Version | quote }}
+{{- end }}
+{{- end }}

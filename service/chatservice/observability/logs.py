@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from chatservice.observability.context import current_record
+from chatservice.observability.log_sampling import RepeatFilter
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {
@@ -48,16 +49,19 @@ class JsonFormatter(logging.Formatter):
             return json.dumps(entry, default=str)
 
 
-def logging_config(level: str) -> dict[str, Any]:
-    """A dictConfig that sends every logger (gunicorn's and uvicorn's too) through JSON."""
+def logging_config(level: str, repeats_per_minute: int = 10) -> dict[str, Any]:
+    """A dictConfig that sends every logger (gunicorn's and uvicorn's too) through JSON, with
+    repeated warnings and errors limited to `repeats_per_minute` lines of each kind."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": JsonFormatter}},
+        "filters": {"repeats": {"()": RepeatFilter, "burst": repeats_per_minute, "window": 60.0}},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
                 "formatter": "json",
+                "filters": ["repeats"],
                 "stream": "ext://sys.stderr",
             }
         },

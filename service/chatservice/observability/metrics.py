@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Iterable
 from typing import TypeVar
 
 from prometheus_client import (
@@ -89,11 +90,35 @@ def child(metric: MetricT, *labels: str) -> MetricT:
     return metric.labels(*labels)
 
 
-def publish_idle_gauges() -> None:
-    """Give each worker an in-flight sample of 0 from the start: without it a dashboard sees a
-    gap, not zero, whenever the workers that served requests have since been recycled."""
+# Outcomes the error-ratio alerts and dashboards count as failures, published at 0.
+FAILED_OUTCOMES = (
+    "unavailable",
+    "upstream_rate_limited",
+    "upstream_auth_failed",
+    "upstream_unreachable",
+    "upstream_invalid_response",
+    "upstream_error",
+    "timeout",
+    "error",
+)
+
+
+def publish_initial_series(models: Iterable[str]) -> None:
+    """Publish at 0 the series that queries divide or alert on, for every configured model.
+
+    A counter child exists only from its first increment, and `rate()`/`increase()` cannot see
+    the step from nothing to 1: the first failures after a start would be invisible to an
+    alert, and a dashboard would show a gap instead of 0. Labels come from the configuration,
+    so the number of series stays bounded.
+    """
     for method in ("GET", "POST"):
         child(HTTP_IN_FLIGHT, method)
+    for model in models:
+        for stream in ("true", "false"):
+            for outcome in ("success", *FAILED_OUTCOMES):
+                child(CHAT_COMPLETIONS, model, stream, outcome)
+        for kind in ("prompt", "completion"):
+            child(TOKENS, model, kind)
 
 
 def status_class(status: int) -> str:
