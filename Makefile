@@ -78,7 +78,7 @@ fmt: $(STAMP) ## Fix what ruff can fix and format the code
 	$(BIN)/ruff format .
 
 .PHONY: typecheck
-typecheck: $(STAMP) ## mypy --strict on both packages
+typecheck: $(STAMP) ## mypy --strict on both packages, the tools and the tests
 	$(BIN)/mypy
 
 .PHONY: generate

@@ -15,6 +15,8 @@ from typing import Any
 
 import celpy
 import jsonschema
+from celpy.adapter import json_to_cel
+from celpy.evaluation import CELEvalError
 
 Schema = dict[str, Any]
 _CEL = celpy.Environment()
@@ -71,15 +73,15 @@ def cel_errors(schema: Schema, value: Any, path: str) -> list[str]:
     the API server."""
     errors = []
     for rule in schema.get("x-kubernetes-validations", []):
-        activation = {"self": celpy.json_to_cel(value)}
+        activation = {"self": json_to_cel(value)}
         try:
             result = _CEL.program(_CEL.compile(rule["rule"])).evaluate(activation)
-        except celpy.CELEvalError as exc:
+        except CELEvalError as exc:
             errors.append(
                 f"{path}: Invalid value: {exc.args[0]} evaluating rule: {rule['message']}"
             )
             continue
-        if isinstance(result, celpy.CELEvalError):
+        if isinstance(result, CELEvalError):
             errors.append(
                 f"{path}: Invalid value: {result.args[0]} evaluating rule: {rule['message']}"
             )

@@ -107,7 +107,7 @@ def _merge(target: dict[str, Any], applied: Mapping[str, Any]) -> None:
             target[key] = copy.deepcopy(value)
 
 
-class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
+class ApiServerEmulator(kmock.KubernetesEmulator):
     _counter = itertools.count(1)
 
     def __init__(
@@ -163,7 +163,7 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
 
     async def _serve_server_version(self, request: Any) -> Any:
         # kmock says 1.26 (k3s); the chart and the manifests need 1.30 or newer.
-        served: dict[str, str] = await super()._serve_server_version(request)
+        served: Any = await super()._serve_server_version(request)
         minor = KUBERNETES_VERSION.split(".")[1]
         return {**served, "minor": minor, "gitVersion": f"v{KUBERNETES_VERSION}"}
 
@@ -256,6 +256,7 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             if event == "ADDED":
                 self._objects[key] = obj
             else:
+                assert existing is not None  # MODIFIED: the object was found above
                 existing.create(obj)  # a new version of the object in kmock's history
             raw = self._objects[key].raw
             await self._buses[request.resource].put({"type": event, "object": raw})

@@ -20,7 +20,7 @@ PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(\S+)")
 def pins(lock: Path) -> dict[str, tuple[str, int]]:
     """Package name -> (version, number of hashes), from a `uv pip compile` output."""
     text = re.sub(r"\\\n\s*", " ", lock.read_text())
-    found = {}
+    found: dict[str, tuple[str, int]] = {}
     for line in text.splitlines():
         match = PIN.match(line)
         if match:

@@ -8,9 +8,9 @@ from pathlib import Path
 import aiohttp
 import kmock
 import pytest
-from operator_harness import Cluster, Operator, chart_grant, crd, declare
 
 from tests.apiserver.emulator import OPERATOR_TOKEN, ApiServerEmulator
+from tests.operator.operator_harness import Cluster, Operator, chart_grant, crd, declare
 
 
 @pytest.fixture

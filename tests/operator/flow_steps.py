@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from operator_harness import CHATSERVICES, DEPLOYMENTS, JOBS, Cluster, eventually
-from operator_specs import OLD, body, job_for
+from tests.operator.operator_harness import CHATSERVICES, DEPLOYMENTS, JOBS, Cluster, eventually
+from tests.operator.operator_specs import OLD, body, job_for
 
 
 def status(cluster: Cluster) -> dict[str, Any]:

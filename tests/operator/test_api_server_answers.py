@@ -9,13 +9,18 @@ import copy
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import kmock
 import kopf
 import pytest
 import yaml
-from flow_steps import install
-from operator_harness import (
+
+from chatservice_operator.handlers import connection_info
+from chatservice_operator.kube import FIELD_MANAGER, ApiError, KubeClient
+from tests.apiserver.emulator import OPERATOR_TOKEN
+from tests.operator.flow_steps import install
+from tests.operator.operator_harness import (
     CHATSERVICES,
     JOBS,
     NS,
@@ -25,11 +30,7 @@ from operator_harness import (
     crd,
     eventually,
 )
-from operator_specs import OLD, body, job_for
-
-from chatservice_operator.handlers import connection_info
-from chatservice_operator.kube import FIELD_MANAGER, ApiError, KubeClient
-from tests.apiserver.emulator import OPERATOR_TOKEN
+from tests.operator.operator_specs import OLD, body, job_for
 
 
 def client() -> KubeClient:
@@ -55,7 +56,7 @@ async def test_a_text_plain_error_becomes_an_api_error_with_its_text(cluster: Cl
     api = client()
     try:
         # Granted by the Role, but not served: RBAC passes and the server's mux answers 404.
-        obj = {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor"}
+        obj: dict[str, Any] = {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor"}
         obj["metadata"] = {"name": "x", "namespace": NS}
         with pytest.raises(ApiError, match="HTTP 404: 404 page not found"):
             await api.create(obj)
@@ -140,7 +141,11 @@ async def test_children_are_server_side_applied_and_a_deleted_field_comes_back(
     # A user deletes a field the operator manages and adds one of their own.
     label = "app.kubernetes.io/managed-by"
     await cluster.patch("v1/services", "chat", {"metadata": {"labels": {label: None, "team": "x"}}})
-    restored = lambda: (cluster.get("v1/services", "chat") or {})["metadata"]["labels"]  # noqa: E731
+
+    def restored() -> dict[str, str]:
+        labels: dict[str, str] = (cluster.get("v1/services", "chat") or {})["metadata"]["labels"]
+        return labels
+
     await eventually(lambda: label in restored(), message="the deleted label back")
     assert restored()["team"] == "x", "a field the operator does not manage is left alone"
 

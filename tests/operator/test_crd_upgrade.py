@@ -11,10 +11,10 @@ from pathlib import Path
 import aiohttp
 import kmock
 import yaml
-from operator_harness import crd, declare
 
 from tests.apiserver.emulator import OPERATOR_TOKEN, ApiServerEmulator, Grant
 from tests.chart.rendering import render_values
+from tests.operator.operator_harness import crd, declare
 
 OPERATOR = Path(sys.executable).parent / "chatservice-operator"
 CRDS = "apiextensions.k8s.io/v1/customresourcedefinitions"

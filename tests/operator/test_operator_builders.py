@@ -6,9 +6,9 @@ import json
 from typing import Any
 
 import pytest
-from operator_specs import chatservice
 
 from chatservice_operator import builders, identity
+from tests.operator.operator_specs import chatservice
 
 LABELS = {
     "app.kubernetes.io/name": "chatservice",

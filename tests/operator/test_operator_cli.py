@@ -11,10 +11,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from operator_harness import CHATSERVICES, JOBS, Cluster, eventually
-from operator_specs import OLD, body, job_for
 
 from chatservice_operator.cli import build_parser, main, operator_config
+from tests.operator.operator_harness import CHATSERVICES, JOBS, Cluster, eventually
+from tests.operator.operator_specs import OLD, body, job_for
 from tests.ports import free_port
 
 OPERATOR = Path(sys.executable).parent / "chatservice-operator"

@@ -6,8 +6,9 @@ import asyncio
 
 import kmock
 import pytest
-from flow_steps import condition, image_of, install, status
-from operator_harness import (
+
+from tests.operator.flow_steps import condition, image_of, install, status
+from tests.operator.operator_harness import (
     CHATSERVICES,
     DEPLOYMENTS,
     JOBS,
@@ -17,7 +18,7 @@ from operator_harness import (
     Operator,
     eventually,
 )
-from operator_specs import NEW, OLD, body, job_for
+from tests.operator.operator_specs import NEW, OLD, body, job_for
 
 
 @pytest.mark.usefixtures("operator")

@@ -12,13 +12,13 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from operator_specs import chatservice
 from pydantic import BaseModel
 
 from chatservice_operator import builders
 from chatservice_operator.rbac import RULES
 from chatservice_operator.resource import ChatServiceSpec, ChatServiceStatus
 from tests.apiserver.crd_validation import apply_defaults, cel_errors
+from tests.operator.operator_specs import chatservice
 from tests.versions import OLDEST_KUBERNETES_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]

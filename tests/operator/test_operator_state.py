@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from operator_specs import chatservice
-
 from chatservice_operator.identity import job_name, migration_hash
 from chatservice_operator.resource import (
     ChatServiceStatus,
@@ -22,6 +20,7 @@ from chatservice_operator.state import (
     decide,
     invalid,
 )
+from tests.operator.operator_specs import chatservice
 
 T0 = "2026-01-01T00:00:00Z"
 T1 = "2026-01-01T00:05:00Z"

@@ -8,11 +8,11 @@ import secrets
 from typing import Any
 
 import pytest
-from operator_specs import chatservice
 
 from chatservice.config import Environment, Settings
 from chatservice.observability import tracing
 from chatservice_operator import builders
+from tests.operator.operator_specs import chatservice
 
 # What the pod's secretKeyRefs would resolve to: (Secret name, key) -> value.
 SECRETS = {

@@ -7,6 +7,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -96,3 +97,36 @@ def _wait_ready(server: Gunicorn) -> None:
             pass
         time.sleep(0.1)
     raise RuntimeError("gunicorn did not become ready:\n" + server.log.read_text())
+
+
+class BackgroundStream:
+    """An echo stream read in a thread, so the test can signal the server while it runs."""
+
+    def __init__(self, server: Gunicorn, words: str) -> None:
+        self.received: list[str] = []  # each event's `data:` payload, in order
+        self.failures: list[httpx.TransportError] = []
+        self.first_event = threading.Event()
+        self._server = server
+        self._words = words
+        self._thread = threading.Thread(target=self._read)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            with httpx.stream(
+                "POST", self._server.api + "/chat/completions",
+                headers={"Authorization": f"Bearer {self._server.key}"},
+                json={"model": "echo", "stream": True,
+                      "messages": [{"role": "user", "content": self._words}]},
+                timeout=30,
+            ) as response:  # fmt: skip
+                for line in response.iter_lines():
+                    if line.startswith("data: "):
+                        self.received.append(line[len("data: ") :])
+                        self.first_event.set()
+        except httpx.TransportError as exc:  # what a client sees when the server cuts it
+            self.failures.append(exc)
+
+    def join(self, timeout: float = 30) -> None:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), f"the stream did not end within {timeout} s"

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import httpx
 import uvicorn
@@ -93,3 +95,12 @@ async def serve_on_loopback(app: FastAPI, start_timeout: float = 15.0) -> AsyncI
     finally:
         server.should_exit = True
         await task
+
+
+CHAT = "/api/v1/chat/completions"
+
+
+def sse_events(body: str) -> list[Any]:
+    """The `data:` payloads of an SSE body, JSON-decoded, with the final `[DONE]` as is."""
+    events = [line[len("data: ") :] for line in body.split("\n\n") if line.startswith("data: ")]
+    return [e if e == "[DONE]" else json.loads(e) for e in events]

@@ -16,7 +16,7 @@ import kmock
 
 from tests.apiserver.emulator import OPERATOR_TOKEN, ApiServerEmulator
 from tests.operator.operator_harness import Cluster, chart_grant, crd, declare
-from tests.service.postgres import free_port
+from tests.ports import free_port
 
 OPERATOR = Path(sys.executable).parent / "chatservice-operator"
 

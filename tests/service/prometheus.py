@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.service.postgres import free_port
+from tests.ports import free_port
 
 
 def require(tool: str) -> str:

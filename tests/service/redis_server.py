@@ -11,7 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.service.postgres import allowed_sources, free_port
+from tests.ports import free_port
+from tests.service.postgres import allowed_sources
 
 # Which binary the tests may use: `package` (the wheel), `machine` (PATH), or both in that
 # order when unset.

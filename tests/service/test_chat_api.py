@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.service.harness import AUTH
+from tests.service.harness import AUTH, CHAT, sse_events
 from tests.service.stub_upstream import StubUpstream
-
-CHAT = "/api/v1/chat/completions"
-
-
-def sse_events(body: str) -> list[Any]:
-    events = [line[len("data: ") :] for line in body.split("\n\n") if line.startswith("data: ")]
-    return [e if e == "[DONE]" else json.loads(e) for e in events]
 
 
 async def test_completion_is_an_openai_chat_completion(client: httpx.AsyncClient) -> None:

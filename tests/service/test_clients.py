@@ -44,7 +44,7 @@ async def llama_service(pg_url: str, llama: LlamaServer) -> AsyncIterator[str]:
 
 
 def chat_model(base_url: str, model: str, **options: Any) -> ChatOpenAI:
-    return ChatOpenAI(base_url=base_url, api_key=ADMIN_KEY, model=model,  # type: ignore[arg-type]
+    return ChatOpenAI(base_url=base_url, api_key=ADMIN_KEY, model=model,
                       max_retries=0, timeout=30, **options)  # fmt: skip
 
 

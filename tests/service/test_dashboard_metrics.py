@@ -11,12 +11,13 @@ from pathlib import Path
 import aiohttp
 import httpx
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.chart.dashboards import metric_names, queries, shipped
+from tests.ports import free_port
 from tests.service.gunicorn_server import Gunicorn, gunicorn_starter
 from tests.service.operator_process import emulated_cluster, operator_process
-from tests.service.postgres import free_port
 from tests.service.stub_upstream import StubUpstream
 
 # Series Prometheus adds to every scrape target itself.
@@ -39,7 +40,7 @@ def start_gunicorn(pg_url: str, tmp_path: Path) -> Iterator[Callable[..., Gunico
 
 def serve_each_kind_of_request(server: Gunicorn, upstream: StubUpstream) -> None:
     sdk = server.sdk()
-    messages = [{"role": "user", "content": "hello there"}]
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello there"}]
     sdk.chat.completions.create(model="echo", messages=messages)
     for _ in sdk.chat.completions.create(model="echo", messages=messages, stream=True):
         pass

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
 import time
 from collections.abc import Callable
 
@@ -13,7 +12,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.service.gunicorn_server import Gunicorn
+from tests.service.gunicorn_server import BackgroundStream, Gunicorn
 
 WORDS = 40
 
@@ -126,29 +125,13 @@ def test_metrics_are_exact_across_workers_and_worker_restarts(
 def test_sigterm_lets_a_running_stream_finish(start_gunicorn: Callable[..., Gunicorn]) -> None:
     server = start_gunicorn(CHATSERVICE_ECHO_TOKEN_DELAY="0.05")
     words = " ".join(f"w{i}" for i in range(WORDS))
-    received: list[str] = []
-    first_chunk = threading.Event()
-
-    def read_stream() -> None:
-        with httpx.stream(
-            "POST",
-            server.api + "/chat/completions",
-            headers={"Authorization": f"Bearer {server.key}"},
-            json={"model": "echo", "stream": True,
-                  "messages": [{"role": "user", "content": words}]},
-            timeout=30,
-        ) as response:  # fmt: skip
-            for line in response.iter_lines():
-                if line.startswith("data: "):
-                    received.append(line[len("data: ") :])
-                    first_chunk.set()
-
-    reader = threading.Thread(target=read_stream)
-    reader.start()
-    assert first_chunk.wait(15)
+    stream = BackgroundStream(server, words)
+    assert stream.first_event.wait(15)
     server.process.send_signal(signal.SIGTERM)
-    reader.join(30)
+    stream.join()
 
+    received = stream.received
+    assert stream.failures == []
     assert received[-1] == "[DONE]"
     text = "".join(
         json.loads(event)["choices"][0]["delta"].get("content", "") for event in received[:-1]

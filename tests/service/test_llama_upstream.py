@@ -16,9 +16,8 @@ from tokenizers import Tokenizer
 
 from chatservice.config import ModelRoute
 from chatservice.main import create_app
-from tests.service.harness import AUTH, make_settings, serve_on_loopback
+from tests.service.harness import AUTH, CHAT, make_settings, serve_on_loopback, sse_events
 from tests.service.llama_server import MODEL_ALIAS, LlamaServer, require_llama_cpp
-from tests.service.test_chat_api import CHAT, sse_events
 from tests.service.tiny_gguf import write_tiny_llama
 from tests.service.tiny_tokenizer import write_tiny_tokenizer
 

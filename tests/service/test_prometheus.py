@@ -13,9 +13,9 @@ import pytest
 
 from tests.operator.operator_harness import CHATSERVICES, JOBS, eventually
 from tests.operator.operator_specs import OLD, body, job_for
+from tests.ports import free_port
 from tests.service.gunicorn_server import Gunicorn, gunicorn_starter
 from tests.service.operator_process import emulated_cluster, operator_process
-from tests.service.postgres import free_port
 from tests.service.prometheus import Prometheus, prometheus_server, require
 
 CHAT = 'route="/api/v1/chat/completions"'

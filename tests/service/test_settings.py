@@ -59,7 +59,7 @@ def test_production_refuses_the_echo_backend_unless_allowed() -> None:
     with pytest.raises(ValidationError, match="echo backend"):
         production(models=[{"name": "echo", "backend": "echo"}])
     with pytest.raises(ValidationError, match="echo backend"):  # the default routing table
-        Settings(environment="production", database_url=PG, admin_api_key=REAL_KEY)  # type: ignore[arg-type]
+        Settings(environment="production", database_url=PG, admin_api_key=REAL_KEY)
     production(models=[{"name": "echo", "backend": "echo"}], allow_echo_in_production=True)
 
 
@@ -101,7 +101,7 @@ def test_cli_refuses_to_start_without_printing_the_secret() -> None:
 
 def test_a_refused_configuration_does_not_echo_its_secrets() -> None:
     with pytest.raises(ValidationError) as refused:
-        Settings(environment="production", database_url=PG, admin_api_key="sk-secret-but-short")  # type: ignore[arg-type]
+        Settings(environment="production", database_url=PG, admin_api_key="sk-secret-but-short")
     assert "sk-secret-but-short" not in str(refused.value)
 
 

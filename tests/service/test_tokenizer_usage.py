@@ -15,9 +15,8 @@ import pytest
 from chatservice.chat.usage import TokenizerLoadError
 from chatservice.config import ModelRoute
 from chatservice.main import create_app
-from tests.service.harness import AUTH, make_settings, serve
+from tests.service.harness import AUTH, CHAT, make_settings, serve, sse_events
 from tests.service.stub_upstream import StubUpstream
-from tests.service.test_chat_api import CHAT, sse_events
 from tests.service.test_upstream_errors import tokens
 from tests.service.tiny_tokenizer import write_tiny_tokenizer
 

@@ -18,9 +18,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 from chatservice.db.migrate import upgrade
 from chatservice.main import create_app
 from chatservice.observability.logs import JsonFormatter
-from tests.service.harness import AUTH, make_settings, serve
+from tests.service.harness import AUTH, CHAT, make_settings, serve
 from tests.service.stub_upstream import StubUpstream
-from tests.service.test_chat_api import CHAT
 
 
 async def test_one_request_one_trace_through_server_database_and_upstream(
@@ -143,7 +142,9 @@ async def test_chat_spans_carry_the_genai_attributes_but_no_content(
     assert attributes["gen_ai.request.model"] == "echo"
     assert attributes["gen_ai.response.finish_reasons"] == ("stop",)
     assert attributes["gen_ai.usage.output_tokens"] == len(PRIVATE_WORDS.split())
-    assert attributes["gen_ai.usage.input_tokens"] > 0
+    input_tokens = attributes["gen_ai.usage.input_tokens"]
+    assert isinstance(input_tokens, int)
+    assert input_tokens > 0
     _no_content_anywhere(exporter)
 
 
@@ -177,7 +178,11 @@ async def test_the_request_log_line_has_the_trace_the_key_id_the_model_and_token
             json={"model": "upstream", "messages": [{"role": "user", "content": "hi"}]},
         )
     assert response.status_code == 200
-    [line] = [r for r in caplog.records if r.getMessage() == "request" and r.route == CHAT]
+    [line] = [
+        r
+        for r in caplog.records
+        if r.getMessage() == "request" and getattr(r, "route", None) == CHAT
+    ]
     server = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.SERVER]
     assert len(server) == 1
     entry = json.loads(JsonFormatter().format(line))

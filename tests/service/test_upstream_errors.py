@@ -14,9 +14,8 @@ from prometheus_client import REGISTRY
 
 from chatservice.config import ModelRoute
 from chatservice.main import create_app
-from tests.service.harness import AUTH, make_settings, serve_on_loopback
+from tests.service.harness import AUTH, CHAT, make_settings, serve_on_loopback, sse_events
 from tests.service.stub_upstream import ACCOUNT_DETAILS, StubUpstream
-from tests.service.test_chat_api import CHAT, sse_events
 
 ASK = {"model": "upstream", "messages": [{"role": "user", "content": "hi"}]}
 STREAM = {**ASK, "stream": True}

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 
-from tests.service.gunicorn_server import Gunicorn
+from tests.service.gunicorn_server import BackgroundStream, Gunicorn
 from tests.service.stub_upstream import StubUpstream
 
 
@@ -65,33 +64,13 @@ def test_a_stream_outlasting_the_shutdown_grace_ends_with_an_error_event(
 ) -> None:
     server = start_gunicorn(CHATSERVICE_ECHO_TOKEN_DELAY="0.2", CHATSERVICE_GRACEFUL_TIMEOUT="3")
     words = " ".join(f"w{i}" for i in range(100))  # 20 s of stream, far past the grace
-    received: list[str] = []
-    first_chunk = threading.Event()
-    failures: list[BaseException] = []
-
-    def read_stream() -> None:
-        try:
-            with httpx.stream(
-                "POST", server.api + "/chat/completions",
-                headers={"Authorization": f"Bearer {server.key}"},
-                json={"model": "echo", "stream": True,
-                      "messages": [{"role": "user", "content": words}]},
-                timeout=30,
-            ) as response:  # fmt: skip
-                for line in response.iter_lines():
-                    if line.startswith("data: "):
-                        received.append(line[len("data: ") :])
-                        first_chunk.set()
-        except httpx.TransportError as exc:  # what a client saw before the fix
-            failures.append(exc)
-
-    reader = threading.Thread(target=read_stream)
-    reader.start()
-    assert first_chunk.wait(15)
+    stream = BackgroundStream(server, words)
+    assert stream.first_event.wait(15)
     server.process.send_signal(signal.SIGTERM)
-    reader.join(30)
+    stream.join()
 
-    assert failures == []
+    received = stream.received
+    assert stream.failures == []
     last = json.loads(received[-1])
     assert last["error"]["code"] == "server_shutting_down"
     assert len(received) < 100

@@ -18,28 +18,30 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "operator"))
+# The operator tests' harness lives in the `tests` package at the repository root.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 os.environ.setdefault("CHATSERVICE_OPERATOR_DRIFT_SECONDS", "300")
 
 import aiohttp
 import kmock
 import kopf
-from operator_harness import (
+
+from chatservice_operator.identity import job_name
+from tests.apiserver.emulator import ApiServerEmulator
+from tests.operator.operator_harness import (
     CHATSERVICES,
     DEPLOYMENTS,
     JOBS,
-    ApiServerEmulator,
     Cluster,
     Operator,
     declare,
     eventually,
 )
-from operator_specs import NEW, OLD, body, chatservice
-
-from chatservice_operator.identity import job_name
+from tests.operator.operator_specs import NEW, OLD, body, chatservice
 
 
 class TimedEmulator(ApiServerEmulator):
@@ -137,7 +139,7 @@ async def measure(samples: int, idle_seconds: float) -> None:
                     await cluster.roll_out(name)
                     await cluster.patch(CHATSERVICES, name, {"spec": {"image": NEW}})
                     new_job = job_of(name, NEW)
-                    await eventually(lambda job=new_job: cluster.get(JOBS, job))
+                    await eventually(partial(cluster.get, JOBS, new_job))
                     done = time.perf_counter()
                     await cluster.complete_job(new_job)
                     patched = await wait_arrival(emulator, "PATCH", f"/deployments/{name}", done)
