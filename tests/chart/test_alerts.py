@@ -71,9 +71,11 @@ def test_every_alert_links_to_its_runbook_section() -> None:
     anchors = {
         match.group(1).lower() for match in re.finditer(r"^## (\S+)$", RUNBOOK.read_text(), re.M)
     }
-    for rule in alerts(rendered_groups({"monitoring": {"prometheusRule": {"runbookURL": "u"}}})):
+    for rule in alerts(
+        rendered_groups({"monitoring": {"prometheusRule": {"runbookURL": "https://u"}}})
+    ):
         url = rule["annotations"]["runbook_url"]
-        assert url == f"u#{rule['alert'].lower()}"
+        assert url == f"https://u#{rule['alert'].lower()}"
         assert rule["alert"].lower() in anchors, f"docs/runbook.md has no ## {rule['alert']}"
 
 

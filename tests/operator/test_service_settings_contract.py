@@ -3,9 +3,11 @@ means what the ChatService says: a renamed variable on either side fails here, n
 
 from __future__ import annotations
 
+import http.server
 import os
 import secrets
-from typing import Any
+import threading
+from typing import Any, ClassVar
 
 import pytest
 
@@ -119,12 +121,30 @@ def test_without_tracing_in_the_spec_the_pods_export_no_traces(
     assert not tracing.tracing_requested()
 
 
-def test_tracing_in_the_spec_turns_on_otlp_export_with_its_sampler_and_headers(
+class _OtlpReceiver(http.server.BaseHTTPRequestHandler):
+    """A loopback OTLP/HTTP receiver: records each export's path and headers, answers 200."""
+
+    received: ClassVar[list[tuple[str, dict[str, str]]]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", "0")))
+        self.received.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+
+def test_tracing_in_the_spec_exports_to_its_endpoint_with_its_sampler_and_headers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OtlpReceiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
     traced = chatservice(
         tracing={
-            "otlpEndpoint": "http://otel-collector.obs:4318",
+            "otlpEndpoint": f"http://127.0.0.1:{receiver.server_port}",
             "sampleRatio": 0.25,
             "headersSecretRef": {"name": "otlp", "key": "headers"},
         }
@@ -140,17 +160,17 @@ def test_tracing_in_the_spec_turns_on_otlp_export_with_its_sampler_and_headers(
         assert description.startswith("ParentBased{root:TraceIdRatioBased{0.25}")
         assert provider.resource.attributes["service.name"] == "chat"
         assert provider.resource.attributes["k8s.namespace.name"] == "ns"
-        [exporter] = _exporters(provider)
-        assert exporter._endpoint == "http://otel-collector.obs:4318/v1/traces"
-        assert exporter._headers == {"authorization": "Bearer otlp-token"}
+        tracer = provider.get_tracer("contract")
+        sampled = 0
+        for _ in range(200):  # a quarter sampled: 0 of 200 has a chance of 1e-25
+            with tracer.start_as_current_span("request") as span:
+                sampled += span.get_span_context().trace_flags.sampled
+        assert 0 < sampled < 200
+        assert provider.force_flush(10_000)
     finally:
         provider.shutdown()
-
-
-def _exporters(provider: Any) -> list[Any]:
-    # The SDK keeps its processors private; this reads what the worker would export to.
-    processors = provider._active_span_processor._span_processors
-    return [
-        getattr(processor, "span_exporter", None) or processor._batch_processor._exporter
-        for processor in processors
-    ]
+        receiver.shutdown()
+    assert _OtlpReceiver.received, "nothing was exported"
+    for path, headers in _OtlpReceiver.received:
+        assert path == "/v1/traces"
+        assert headers["authorization"] == "Bearer otlp-token"

@@ -139,7 +139,7 @@ or 5 % in six hours, warning when 10 % goes in a day or in three days.
   annotations:
     summary: "{{ `{{ $labels.namespace }}/{{ $labels.job }}` }} spends its error budget fast: {{ .what }}."
     description: "Objective {{ .objective }}; at this rate the 30-day budget is gone within days."
-    runbook_url: {{ printf "%s#%s" .runbookURL (lower .alert) }}
+    {{- include "chatservice.runbook" (list .root (lower .alert)) | nindent 4 }}
 - alert: {{ .alert }}
   expr: |-
     ({{ .ratio }}:rate1d > 3 * {{ $budget }} and {{ .ratio }}:rate2h > 3 * {{ $budget }})
@@ -151,7 +151,7 @@ or 5 % in six hours, warning when 10 % goes in a day or in three days.
   annotations:
     summary: "{{ `{{ $labels.namespace }}/{{ $labels.job }}` }} spends its error budget faster than it lasts: {{ .what }}."
     description: "Objective {{ .objective }}; at this rate the 30-day budget runs out before the month does."
-    runbook_url: {{ printf "%s#%s" .runbookURL (lower .alert) }}
+    {{- include "chatservice.runbook" (list .root (lower .alert)) | nindent 4 }}
 {{- end }}
 
 {{/*
