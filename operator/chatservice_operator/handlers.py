@@ -17,6 +17,7 @@ from chatservice_operator.identity import ANNOTATION_PREFIX, GROUP, MANAGED_BY, 
 from chatservice_operator.kube import ApiError, KubeClient
 from chatservice_operator.kubeconfig import login_with_exec_plugin
 from chatservice_operator.reconcile import Context, owner_of, reconcile
+from chatservice_operator.scrape import Scraper
 
 MONITORING_GROUP = "monitoring.coreos.com"
 logger = logging.getLogger(__name__)
@@ -59,6 +60,18 @@ async def _correct_drift(
                 logger.exception("Drift correction of %s/%s failed", namespace, name)
 
 
+async def _judge_canaries(ctx: Context, interval: float) -> None:
+    """Reconcile every ChatService in phase Canary now and then: nothing else happens while a
+    canary serves (no child changes), yet its metrics must be read until the verdict."""
+    while True:
+        await asyncio.sleep(interval)
+        for namespace, name in sorted(ctx.canaries):
+            try:
+                await reconcile(ctx, namespace, name, settings_children=False)
+            except Exception:
+                logger.exception("Judging the canary of %s/%s failed", namespace, name)
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
     # `chatservice-operator` passes its configuration in the memo; an embedding (the tests'
@@ -85,11 +98,16 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
         # starts us again (the chart and kustomize create the CRD first, so this is brief).
         await api.close()
         raise kopf.PermanentError(f"the API {GROUP}/{VERSION} is not served: is the CRD installed?")
-    memo.context = Context(api=api, service_monitors=await api.has_api_group(MONITORING_GROUP))
+    memo.context = Context(
+        api=api,
+        service_monitors=await api.has_api_group(MONITORING_GROUP),
+        scraper=Scraper(),
+    )
     # Kopf passes its indices to every handler by name; this one stays live after startup.
     memo.drift = asyncio.create_task(
         _correct_drift(memo.context, kwargs["chatservice_keys"], config.drift_interval)
     )
+    memo.canaries = asyncio.create_task(_judge_canaries(memo.context, config.canary_interval))
 
 
 @kopf.on.login()
@@ -100,6 +118,8 @@ def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
     memo.drift.cancel()
+    memo.canaries.cancel()
+    await memo.context.scraper.close()
     await memo.context.api.close()
 
 
