@@ -16,6 +16,12 @@ from chatservice_operator.resource import (
 )
 
 QUANTILE = 0.95
+# A figure exactly at its limit passes; float arithmetic must not make it fail (1 - 0.99 > 0.01).
+EPSILON = 1e-9
+
+
+def _beyond(value: float, limit: float) -> bool:
+    return value - limit > EPSILON
 
 
 def _fields(sample: PodSample) -> list[float]:
@@ -128,7 +134,7 @@ def broken_thresholds(
     limits, broken = spec.thresholds, []
     if canary.error_ratio is not None:
         baseline = stable.error_ratio or 0.0
-        if canary.error_ratio - baseline > limits.error_ratio.max_increase:
+        if _beyond(canary.error_ratio - baseline, limits.error_ratio.max_increase):
             broken.append(
                 f"error ratio {_ratio(canary.error_ratio)} vs stable {_ratio(baseline)} "
                 f"(max increase {limits.error_ratio.max_increase})"
@@ -142,14 +148,15 @@ def broken_thresholds(
     for name, mine, theirs, limit in latencies:
         if mine is None or theirs is None:
             continue
-        if mine > theirs * limit.max_ratio and mine - theirs > limit.slack_seconds:
+        if _beyond(mine, theirs * limit.max_ratio) and _beyond(mine - theirs, limit.slack_seconds):
             broken.append(
                 f"{name} {_seconds(mine)} vs stable {_seconds(theirs)} "
                 f"(max ratio {limit.max_ratio}, slack {limit.slack_seconds}s)"
             )
     if canary.stream_completion_ratio is not None:
         baseline = 1.0 if stable.stream_completion_ratio is None else stable.stream_completion_ratio
-        if baseline - canary.stream_completion_ratio > limits.stream_completion_ratio.max_decrease:
+        decrease = baseline - canary.stream_completion_ratio
+        if _beyond(decrease, limits.stream_completion_ratio.max_decrease):
             broken.append(
                 f"stream completion ratio {_ratio(canary.stream_completion_ratio)} vs stable "
                 f"{_ratio(baseline)} (max decrease {limits.stream_completion_ratio.max_decrease})"
