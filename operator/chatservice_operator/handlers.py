@@ -107,7 +107,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     memo.drift = asyncio.create_task(
         _correct_drift(memo.context, kwargs["chatservice_keys"], config.drift_interval)
     )
-    memo.canaries = asyncio.create_task(_judge_canaries(memo.context, config.canary_interval))
+    memo.canaries = None  # started by the first handler: see _judging_canaries
 
 
 @kopf.on.login()
@@ -118,12 +118,23 @@ def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
     memo.drift.cancel()
-    memo.canaries.cancel()
+    if memo.canaries is not None:
+        memo.canaries.cancel()
     await memo.context.scraper.close()
     await memo.context.api.close()
 
 
+def _judging_canaries(memo: kopf.Memo) -> None:
+    """Start the canary timer from a handler, not at startup: a task takes the context it was
+    created in, and only handlers run where Kopf's event queue is (kopf.event needs it)."""
+    if memo.canaries is None or memo.canaries.done():
+        memo.canaries = asyncio.create_task(
+            _judge_canaries(memo.context, memo.config.canary_interval)
+        )
+
+
 async def _reconcile_or_retry(memo: kopf.Memo, namespace: str | None, name: str) -> None:
+    _judging_canaries(memo)
     if namespace is None:  # impossible for a namespaced kind, but Kopf's signature allows it
         return
     try:
@@ -145,6 +156,7 @@ async def spec_changed(name: str, namespace: str | None, memo: kopf.Memo, **_: A
 async def child_changed(
     event: kopf.RawEvent, body: kopf.Body, uid: str, memo: kopf.Memo, **_: Any
 ) -> None:
+    _judging_canaries(memo)
     ctx: Context = memo.context
     version = body.metadata.get("resourceVersion")
     if event["type"] == "DELETED":

@@ -27,6 +27,8 @@ from tests.chart.rendering import render_values
 # The drift pass is slow in production; here it is short, so that every flow also runs with
 # its extra reconciliations interleaved (they must change nothing). Set before import.
 os.environ.setdefault("CHATSERVICE_OPERATOR_DRIFT_SECONDS", "2")
+# A running canary is read and judged this often (10 s in production).
+os.environ.setdefault("CHATSERVICE_OPERATOR_CANARY_SECONDS", "0.25")
 
 import kopf
 
@@ -43,6 +45,7 @@ RESOURCES = {
     JOBS: ("Job", True),
     DEPLOYMENTS: ("Deployment", True),
     "v1/configmaps": ("ConfigMap", True),
+    "v1/pods": ("Pod", True),
     "v1/services": ("Service", True),
     "v1/events": ("Event", True),
     "v1/namespaces": ("Namespace", False),
