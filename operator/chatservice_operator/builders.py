@@ -276,7 +276,10 @@ def build_deployment(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {**_metadata(cs, deployment_name(cs, track), "server"), "labels": pod_labels},
+        "metadata": {
+            **_metadata(cs, deployment_name(cs, track), "server"),
+            "labels": dict(pod_labels),
+        },
         "spec": deployment_spec,
     }
 

@@ -11,9 +11,10 @@ import pytest
 from canary_pods import PODS, Behaviour, Pods
 from flow_steps import condition, image_of, install, status
 from operator_harness import CHATSERVICES, DEPLOYMENTS, JOBS, Cluster, Operator, eventually
-from operator_specs import NEW, OLD, job_for
+from operator_specs import NEW, OLD, body, chatservice, job_for
 
-from chatservice_operator import metrics
+from chatservice_operator import builders, metrics
+from chatservice_operator.identity import migration_hash
 
 CANARY = "chat-canary"
 STABLE = "chat-stable"
@@ -226,3 +227,68 @@ async def test_without_canary_the_new_image_rolls_out_directly(cluster: Cluster)
     assert cluster.names(DEPLOYMENTS) == [STABLE]
     assert cluster.names(PODS) == []
     assert cluster.requests("GET", "/pods") == []
+
+
+async def test_a_deployment_without_a_track_label_is_replaced_without_downtime(
+    cluster: Cluster,
+) -> None:
+    """What an operator before canaries left: one Deployment named like the ChatService, whose
+    immutable selector has no track label. The stable one must serve before it goes."""
+    await cluster.create(CHATSERVICES, body(image=OLD))
+    created = cluster.get(CHATSERVICES, "chat")
+    assert created is not None
+    cs = chatservice(image=OLD).model_copy(update={"uid": created["metadata"]["uid"]})
+    migrated = {"job": job_for(OLD), "hash": migration_hash(cs), "image": OLD}
+    await cluster.patch(
+        CHATSERVICES,
+        "chat",
+        {
+            "status": {
+                "phase": "Ready",
+                "currentImage": OLD,
+                "migration": {**migrated, "result": "Succeeded"},
+            }
+        },
+        "status",
+    )
+    legacy = builders.build_deployment(cs, OLD, "sum")
+    legacy["metadata"]["name"] = "chat"
+    for labels in (
+        legacy["metadata"]["labels"],
+        legacy["spec"]["selector"]["matchLabels"],
+        legacy["spec"]["template"]["metadata"]["labels"],
+    ):
+        del labels["chatservice.dev/track"]
+    await cluster.create(DEPLOYMENTS, legacy)
+    await cluster.roll_out("chat")
+
+    runner = Operator()
+    await runner.start()
+    try:
+        stable = await eventually(lambda: cluster.get(DEPLOYMENTS, STABLE), "the stable one")
+        assert image_of(cluster) == OLD
+        await eventually(lambda: condition(cluster, "Progressing") == ("True", "Relabelling"))
+        # Until the stable pods are available, the old ones serve: nothing deletes them.
+        before = len(cluster.requests("GET", "/chatservices/chat"))
+        await eventually(lambda: len(cluster.requests("GET", "/chatservices/chat")) >= before + 2)
+        assert cluster.get(DEPLOYMENTS, "chat") is not None
+        assert condition(cluster, "Ready") == ("True", "MinimumReplicasAvailable")
+        service = await eventually(lambda: cluster.get("v1/services", "chat"), "the Service")
+        selector = service["spec"]["selector"].items()
+        assert selector <= legacy["spec"]["template"]["metadata"]["labels"].items()
+        assert selector <= stable["spec"]["template"]["metadata"]["labels"].items()
+
+        await cluster.roll_out(STABLE)
+        await eventually(lambda: cluster.get(DEPLOYMENTS, "chat") is None, "the old one gone")
+        await eventually(lambda: condition(cluster, "Progressing") == ("False", "RolloutComplete"))
+        assert phase(cluster) == "Ready"
+        assert cluster.names(DEPLOYMENTS) == [STABLE]
+        assert cluster.names(JOBS) == [], "the same image needs no migration"
+        # The old Deployment went only after the stable one reported its pods available.
+        available = cluster.first("PATCH", f"/deployments/{STABLE}/status", "availableReplicas")
+        deleted = cluster.first("DELETE", "/deployments/chat", "")
+        assert available is not None
+        assert deleted is not None
+        assert available < deleted
+    finally:
+        await runner.stop()
