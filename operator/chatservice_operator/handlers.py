@@ -107,7 +107,6 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     memo.drift = asyncio.create_task(
         _correct_drift(memo.context, kwargs["chatservice_keys"], config.drift_interval)
     )
-    memo.canaries = None  # started by the first handler: see _judging_canaries
 
 
 @kopf.on.login()
@@ -118,19 +117,19 @@ def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
     memo.drift.cancel()
-    if memo.canaries is not None:
-        memo.canaries.cancel()
+    if memo.context.canary_timer is not None:
+        memo.context.canary_timer.cancel()
     await memo.context.scraper.close()
     await memo.context.api.close()
 
 
 def _judging_canaries(memo: kopf.Memo) -> None:
     """Start the canary timer from a handler, not at startup: a task takes the context it was
-    created in, and only handlers run where Kopf's event queue is (kopf.event needs it)."""
-    if memo.canaries is None or memo.canaries.done():
-        memo.canaries = asyncio.create_task(
-            _judge_canaries(memo.context, memo.config.canary_interval)
-        )
+    created in, and only handlers run where Kopf's event queue is (kopf.event needs it). One
+    timer for all: it lives in the shared Context, as each object's memo is a copy."""
+    ctx: Context = memo.context
+    if ctx.canary_timer is None or ctx.canary_timer.done():
+        ctx.canary_timer = asyncio.create_task(_judge_canaries(ctx, memo.config.canary_interval))
 
 
 async def _reconcile_or_retry(memo: kopf.Memo, namespace: str | None, name: str) -> None:

@@ -60,6 +60,7 @@ class Context:
     seen: dict[str, str | None] = field(default_factory=dict)
     # The ChatServices in phase Canary: their metrics are read again every canary interval.
     canaries: set[tuple[str, str]] = field(default_factory=set)
+    canary_timer: asyncio.Task[None] | None = None
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
         return self.locks.setdefault((namespace, name), asyncio.Lock())

@@ -21,6 +21,7 @@ import kmock
 import pytest
 import yaml
 
+from tests.apiserver.emulator import OPERATOR_TOKEN as OPERATOR_TOKEN  # for the benchmarks
 from tests.apiserver.emulator import ApiServerEmulator, Grant
 from tests.chart.rendering import render_values
 
