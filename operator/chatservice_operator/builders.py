@@ -13,12 +13,16 @@ from chatservice_operator.identity import (
     CONFIG_CHECKSUM_ANNOTATION,
     IMAGE_ANNOTATION,
     MIGRATION_HASH_LABEL,
+    TRACK_LABEL,
+    Track,
     configmap_name,
+    deployment_name,
     job_name,
     labels,
     migration_hash,
     owner_reference,
     selector_labels,
+    track_selector_labels,
 )
 from chatservice_operator.resource import ChatService, Probe
 
@@ -226,9 +230,17 @@ def _probe(probe: Probe) -> Obj:
     }
 
 
-def build_deployment(cs: ChatService, image: str, checksum: str) -> Obj:
-    """The serving Deployment at `image`: the state machine picks it, not always spec.image."""
+def build_deployment(
+    cs: ChatService,
+    image: str,
+    checksum: str,
+    track: Track = Track.STABLE,
+    replicas: int | None = None,
+) -> Obj:
+    """A serving Deployment at `image` (the state machine picks it, not always spec.image): the
+    stable one, or the canary with `replicas` pods. Both are behind the one Service."""
     spec = cs.spec
+    pod_labels = {**labels(cs, "server"), TRACK_LABEL: track}
     tmp_volume, tmp_mount = _tmp_volume()
     container: Obj = {
         "name": "chatservice",
@@ -252,14 +264,14 @@ def build_deployment(cs: ChatService, image: str, checksum: str) -> Obj:
     deployment_spec: Obj = {
         "revisionHistoryLimit": 5,
         "progressDeadlineSeconds": spec.rollout.progress_deadline_seconds,
-        "selector": {"matchLabels": selector_labels(cs, "server")},
+        "selector": {"matchLabels": track_selector_labels(cs, track)},
         "strategy": {
             "type": "RollingUpdate",
             "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
         },
         "template": {
             "metadata": {
-                "labels": labels(cs, "server"),
+                "labels": pod_labels,
                 "annotations": {
                     "prometheus.io/scrape": "true",
                     "prometheus.io/port": str(HTTP_PORT),
@@ -278,13 +290,18 @@ def build_deployment(cs: ChatService, image: str, checksum: str) -> Obj:
             },
         },
     }
-    if not spec.autoscaling.enabled:
-        # With an HPA, replicas belong to it: leaving the field out keeps its value on patches.
-        deployment_spec = {"replicas": spec.replicas, **deployment_spec}
+    if replicas is None and not spec.autoscaling.enabled:
+        replicas = spec.replicas
+    if replicas is not None:
+        # With an HPA, the stable replicas belong to it: leaving the field out keeps its value.
+        deployment_spec = {"replicas": replicas, **deployment_spec}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(cs, cs.name, "server"),
+        "metadata": {
+            **_metadata(cs, deployment_name(cs, track), "server"),
+            "labels": dict(pod_labels),
+        },
         "spec": deployment_spec,
     }
 
@@ -309,7 +326,11 @@ def build_hpa(cs: ChatService) -> Obj:
         "kind": "HorizontalPodAutoscaler",
         "metadata": _metadata(cs, cs.name, "server"),
         "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": cs.name},
+            "scaleTargetRef": {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": deployment_name(cs, Track.STABLE),
+            },
             "minReplicas": autoscaling.min_replicas,
             "maxReplicas": autoscaling.max_replicas,
             "metrics": [

@@ -17,6 +17,8 @@ class OperatorConfig:
     drift_interval: float = 300.0
     # Seconds before Kopf retries a reconcile that the API server failed (unless it said when).
     retry_delay: float = 10.0
+    # How often a running canary's pods are read and judged (a verdict comes at most this late).
+    canary_interval: float = 10.0
 
     @classmethod
     def load(
@@ -36,4 +38,5 @@ class OperatorConfig:
             namespaces=() if cluster_wide else tuple(namespaces),
             cluster_wide=cluster_wide,
             drift_interval=float(environ.get("CHATSERVICE_OPERATOR_DRIFT_SECONDS", "300")),
+            canary_interval=float(environ.get("CHATSERVICE_OPERATOR_CANARY_SECONDS", "10")),
         )

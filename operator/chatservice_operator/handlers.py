@@ -17,6 +17,7 @@ from chatservice_operator.identity import ANNOTATION_PREFIX, GROUP, MANAGED_BY, 
 from chatservice_operator.kube import ApiError, KubeClient
 from chatservice_operator.kubeconfig import login_with_exec_plugin
 from chatservice_operator.reconcile import Context, owner_of, reconcile
+from chatservice_operator.scrape import Scraper
 
 MONITORING_GROUP = "monitoring.coreos.com"
 logger = logging.getLogger(__name__)
@@ -59,6 +60,18 @@ async def _correct_drift(
                 logger.exception("Drift correction of %s/%s failed", namespace, name)
 
 
+async def _judge_canaries(ctx: Context, interval: float) -> None:
+    """Reconcile every ChatService in phase Canary now and then: nothing else happens while a
+    canary serves (no child changes), yet its metrics must be read until the verdict."""
+    while True:
+        await asyncio.sleep(interval)
+        for namespace, name in sorted(ctx.canaries):
+            try:
+                await reconcile(ctx, namespace, name, settings_children=False)
+            except Exception:
+                logger.exception("Judging the canary of %s/%s failed", namespace, name)
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
     # `chatservice-operator` passes its configuration in the memo; an embedding (the tests'
@@ -85,7 +98,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
         # starts us again (the chart and kustomize create the CRD first, so this is brief).
         await api.close()
         raise kopf.PermanentError(f"the API {GROUP}/{VERSION} is not served: is the CRD installed?")
-    memo.context = Context(api=api, service_monitors=await api.has_api_group(MONITORING_GROUP))
+    memo.context = Context(
+        api=api,
+        service_monitors=await api.has_api_group(MONITORING_GROUP),
+        scraper=Scraper(),
+    )
     # Kopf passes its indices to every handler by name; this one stays live after startup.
     memo.drift = asyncio.create_task(
         _correct_drift(memo.context, kwargs["chatservice_keys"], config.drift_interval)
@@ -100,10 +117,23 @@ def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
     memo.drift.cancel()
+    if memo.context.canary_timer is not None:
+        memo.context.canary_timer.cancel()
+    await memo.context.scraper.close()
     await memo.context.api.close()
 
 
+def _judging_canaries(memo: kopf.Memo) -> None:
+    """Start the canary timer from a handler, not at startup: a task takes the context it was
+    created in, and only handlers run where Kopf's event queue is (kopf.event needs it). One
+    timer for all: it lives in the shared Context, as each object's memo is a copy."""
+    ctx: Context = memo.context
+    if ctx.canary_timer is None or ctx.canary_timer.done():
+        ctx.canary_timer = asyncio.create_task(_judge_canaries(ctx, memo.config.canary_interval))
+
+
 async def _reconcile_or_retry(memo: kopf.Memo, namespace: str | None, name: str) -> None:
+    _judging_canaries(memo)
     if namespace is None:  # impossible for a namespaced kind, but Kopf's signature allows it
         return
     try:
@@ -125,6 +155,7 @@ async def spec_changed(name: str, namespace: str | None, memo: kopf.Memo, **_: A
 async def child_changed(
     event: kopf.RawEvent, body: kopf.Body, uid: str, memo: kopf.Memo, **_: Any
 ) -> None:
+    _judging_canaries(memo)
     ctx: Context = memo.context
     version = body.metadata.get("resourceVersion")
     if event["type"] == "DELETED":

@@ -4,6 +4,7 @@ names, owner references. The builders, the state machine and the handlers all im
 from __future__ import annotations
 
 import hashlib
+from enum import StrEnum
 from typing import Any
 
 from chatservice_operator.resource import ChatService
@@ -22,6 +23,14 @@ CONFIG_CHECKSUM_ANNOTATION = f"{ANNOTATION_PREFIX}/config-checksum"
 MIGRATION_HASH_LABEL = f"{ANNOTATION_PREFIX}/migration-hash"
 IMAGE_ANNOTATION = f"{ANNOTATION_PREFIX}/image"
 MANAGED_BY = {"app.kubernetes.io/managed-by": MANAGER}
+# Which of the two serving Deployments a pod belongs to: in each Deployment's selector (so the
+# two never overlap), not in the Service's (so both take traffic).
+TRACK_LABEL = f"{ANNOTATION_PREFIX}/track"
+
+
+class Track(StrEnum):
+    STABLE = "stable"
+    CANARY = "canary"
 
 
 def selector_labels(cs: ChatService, component: str) -> dict[str, str]:
@@ -34,6 +43,20 @@ def selector_labels(cs: ChatService, component: str) -> dict[str, str]:
 
 def labels(cs: ChatService, component: str) -> dict[str, str]:
     return {**selector_labels(cs, component), **MANAGED_BY}
+
+
+def track_selector_labels(cs: ChatService, track: Track) -> dict[str, str]:
+    return {**selector_labels(cs, "server"), TRACK_LABEL: track}
+
+
+def deployment_name(cs: ChatService, track: Track) -> str:
+    return f"{cs.name}-{track}"
+
+
+def legacy_deployment_name(cs: ChatService) -> str:
+    """The one Deployment of operators before canaries: its selector has no track label, so it
+    is replaced by the stable one (created first, so that serving never stops)."""
+    return cs.name
 
 
 def owner_reference(cs: ChatService) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """The one module that talks to the Kubernetes API (Kopf does its own watching).
 
 A small aiohttp client over the same credentials Kopf logs in with, so that tests point both
-at one emulated API server through an ordinary kubeconfig. It uses six calls (get, create,
-server-side apply, merge-patch of status, delete, group discovery); a client library would add
-a second HTTP stack and its own auth next to Kopf's for them (README, "Kubernetes client").
+at one emulated API server through an ordinary kubeconfig. It uses seven calls (get, list,
+create, server-side apply, merge-patch of status, delete, group discovery); a client library
+would add a second HTTP stack and its own auth next to Kopf's for them (README, "Kubernetes
+client").
 Any status and any content type is an answer: real API servers send `text/plain` for unknown
 paths, some 5xx of aggregated APIs and 429 of priority-and-fairness (with Retry-After).
 """
@@ -26,6 +27,7 @@ Login = Callable[[], kopf.ConnectionInfo]
 
 PLURALS = {
     "ConfigMap": "configmaps",
+    "Pod": "pods",
     "Service": "services",
     "Deployment": "deployments",
     "Job": "jobs",
@@ -164,6 +166,16 @@ class KubeClient:
     async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Obj | None:
         status, body = await self._checked("GET", object_path(api_version, kind, namespace, name))
         return None if status == 404 else body
+
+    async def list(
+        self, api_version: str, kind: str, namespace: str, label_selector: str
+    ) -> list[Obj]:
+        path = object_path(api_version, kind, namespace)
+        status, body = await self._checked("GET", path, params={"labelSelector": label_selector})
+        if status == 404:
+            raise ApiError(status, "GET", path, str(body.get("message", body)))
+        items: list[Obj] = body.get("items") or []
+        return items
 
     async def create(self, obj: Obj) -> bool:
         """Create; False when it already exists, which deterministic names make a success."""

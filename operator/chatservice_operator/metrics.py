@@ -22,6 +22,17 @@ ROLLBACKS = Counter(
     "Automatic rollbacks to status.currentImage after a rollout missed its progress deadline",
 )
 
+CANARY_VERDICTS = Counter(
+    "chatservice_operator_canary_verdicts_total",
+    "Canary verdicts, by outcome (passed: promoted; failed: removed, the stable pods kept)",
+    ["outcome"],
+)
+CANARY_DURATION = Histogram(
+    "chatservice_operator_canary_duration_seconds",
+    "Time in canary: from the canary pods being ready to the verdict",
+    buckets=(30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400),
+)
+
 
 def _export_every_outcome() -> None:
     """Every outcome at 0 from the start: a counter that first appears at 1 is invisible to
@@ -30,6 +41,8 @@ def _export_every_outcome() -> None:
         RECONCILES.labels(outcome)
     for outcome in ("started", "succeeded", "failed"):
         MIGRATIONS.labels(outcome)
+    for outcome in ("passed", "failed"):
+        CANARY_VERDICTS.labels(outcome)
 
 
 _export_every_outcome()

@@ -35,11 +35,15 @@ RULES: list[Rule] = [
         "resources": ["jobs"],
         "verbs": ["get", "list", "watch", "create", "delete"],
     },
+    # The canary Deployment goes after its verdict; the one without a track label once the
+    # stable Deployment replaced it.
     {
         "apiGroups": ["apps"],
         "resources": ["deployments"],
-        "verbs": ["get", "list", "watch", "create", "patch"],
+        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
     },
+    # A canary's verdict reads the serving pods' own /metrics: their addresses come from here.
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
     {
         "apiGroups": [""],
         "resources": ["configmaps", "services"],

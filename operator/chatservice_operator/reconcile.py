@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -17,15 +17,26 @@ import kopf
 from pydantic import ValidationError
 
 from chatservice_operator import builders, metrics
-from chatservice_operator.identity import API_VERSION, KIND, job_name
+from chatservice_operator.identity import (
+    API_VERSION,
+    KIND,
+    Track,
+    deployment_name,
+    job_name,
+    legacy_deployment_name,
+)
 from chatservice_operator.kube import KubeClient, Obj
 from chatservice_operator.resource import (
+    CanaryVerdict,
     ChatService,
     ChatServiceSpec,
     ChatServiceStatus,
     MigrationResult,
+    Phase,
 )
+from chatservice_operator.scrape import Scraper
 from chatservice_operator.state import (
+    CanaryAction,
     DeploymentObservation,
     JobAction,
     JobObservation,
@@ -43,9 +54,13 @@ class Context:
 
     api: KubeClient
     service_monitors: bool
+    scraper: Scraper
     locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     # resourceVersion of each child (by uid) as last reconciled on a watch event.
     seen: dict[str, str | None] = field(default_factory=dict)
+    # The ChatServices in phase Canary: their metrics are read again every canary interval.
+    canaries: set[tuple[str, str]] = field(default_factory=set)
+    canary_timer: asyncio.Task[None] | None = None
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
         return self.locks.setdefault((namespace, name), asyncio.Lock())
@@ -173,9 +188,28 @@ async def _reconcile(ctx: Context, namespace: str, name: str, settings_children:
         return "invalid"
 
     job_raw = await api.get("batch/v1", "Job", namespace, job_name(cs))
-    deployment_raw = await api.get("apps/v1", "Deployment", namespace, name)
-    observed = Observed(job=observe_job(job_raw), deployment=observe_deployment(deployment_raw))
+    stable_name = deployment_name(cs, Track.STABLE)
+    canary_name = deployment_name(cs, Track.CANARY)
+    deployment_raw = await api.get("apps/v1", "Deployment", namespace, stable_name)
+    legacy_name = legacy_deployment_name(cs)
+    legacy_raw = _owned(cs, await api.get("apps/v1", "Deployment", namespace, legacy_name))
+    canary_raw = await api.get("apps/v1", "Deployment", namespace, canary_name)
+    observed = Observed(
+        job=observe_job(job_raw),
+        deployment=observe_deployment(deployment_raw),
+        legacy=observe_deployment(legacy_raw),
+        canary=observe_deployment(canary_raw),
+    )
+    canary = observed.canary
+    judged = cs.spec.rollout.canary.enabled and not cs.spec.paused
+    if judged and canary is not None and canary.rolled_out:
+        # Only a ready canary is judged; its pods and the stable ones are read for it.
+        observed = replace(observed, samples=await ctx.scraper.samples(api, cs))
     decision = decide(cs, status, observed, _now())
+    if decision.status.phase == Phase.CANARY:
+        ctx.canaries.add((namespace, name))
+    else:
+        ctx.canaries.discard((namespace, name))
 
     if decision.job is JobAction.DELETE:
         await api.delete("batch/v1", "Job", namespace, job_name(cs))
@@ -184,19 +218,30 @@ async def _reconcile(ctx: Context, namespace: str, name: str, settings_children:
     # After the Job (the critical path of a new image), before the Deployment that reads them.
     if settings_children and not cs.spec.paused:
         await _ensure_settings_children(ctx, cs)
+    checksum = builders.config_checksum(builders.build_configmap(cs))
     if decision.deployment_image is not None:
-        checksum = builders.config_checksum(builders.build_configmap(cs))
         desired = builders.build_deployment(cs, decision.deployment_image, checksum)
-        if cs.spec.autoscaling.enabled and deployment_raw is not None:
+        scaled = deployment_raw or legacy_raw
+        if cs.spec.autoscaling.enabled and scaled is not None:
             # Server-side apply removes a field its manager stops sending, and the server then
             # defaults replicas to 1 until the HPA acts: send the count the HPA has set.
-            replicas = deployment_raw.get("spec", {}).get("replicas")
+            replicas = scaled.get("spec", {}).get("replicas")
             if replicas is not None:
                 desired["spec"]["replicas"] = replicas
         await api.ensure(desired, deployment_raw, fetched=True)
+    if decision.canary is CanaryAction.APPLY:
+        desired = builders.build_deployment(
+            cs, cs.spec.image, checksum, Track.CANARY, decision.canary_replicas
+        )
+        await api.ensure(desired, canary_raw, fetched=True)
+    elif decision.canary is CanaryAction.DELETE and canary_raw is not None:
+        await api.delete("apps/v1", "Deployment", namespace, canary_name)
+    if decision.delete_legacy and legacy_raw is not None:
+        await api.delete("apps/v1", "Deployment", namespace, legacy_name)
     if decision.rollback:
         metrics.ROLLBACKS.inc()
     _count_migration_outcome(status, decision.status)
+    _count_canary_verdict(status, decision.status)
 
     if decision.status != status:
         await api.patch(
@@ -205,6 +250,29 @@ async def _reconcile(ctx: Context, namespace: str, name: str, settings_children:
     for event in decision.events:
         kopf.event(_as_body(body), type=event.type, reason=event.reason, message=event.message)
     return "success"
+
+
+def _owned(cs: ChatService, obj: Obj | None) -> Obj | None:
+    """The object if this ChatService controls it: a Deployment of the same name that someone
+    else made is no legacy of ours, and must never be deleted."""
+    if obj is None:
+        return None
+    owners = obj.get("metadata", {}).get("ownerReferences") or []
+    return obj if any(owner.get("uid") == cs.uid for owner in owners) else None
+
+
+def _count_canary_verdict(old: ChatServiceStatus, new: ChatServiceStatus) -> None:
+    verdict, record = new.canary.verdict, new.canary
+    if verdict not in (CanaryVerdict.PASSED, CanaryVerdict.FAILED):
+        return
+    if (old.canary.verdict, old.canary.decided_at) == (verdict, record.decided_at):
+        return
+    metrics.CANARY_VERDICTS.labels(verdict.lower()).inc()
+    if record.started is not None and record.decided_at is not None:
+        started = datetime.fromisoformat(record.started)
+        metrics.CANARY_DURATION.observe(
+            (datetime.fromisoformat(record.decided_at) - started).total_seconds()
+        )
 
 
 def _count_migration_outcome(old: ChatServiceStatus, new: ChatServiceStatus) -> None:

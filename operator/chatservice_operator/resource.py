@@ -6,6 +6,7 @@ Defaults here mirror the CRD's so that a resource read from a cluster that did n
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Literal
 
@@ -79,10 +80,88 @@ class Migrations(_Model):
     ttl_seconds_after_finished: int = Field(default=86400, ge=0)
 
 
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_PERCENT = re.compile(r"^(100|[1-9][0-9]?)%$")
+
+
+def duration_seconds(text: str) -> int:
+    """`1h30m`, `10m`, `90s`: the subset of Go's durations the CRD's pattern admits."""
+    match = _DURATION.match(text)
+    if not text or match is None:
+        raise ValueError(f"{text!r} is not a duration like 90s, 10m or 1h30m")
+    hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+class ErrorRatioThreshold(_Model):
+    # Absolute: 0.01 lets the canary fail one request in a hundred more than the stable pods.
+    max_increase: float = Field(default=0.01, ge=0, le=1)
+
+
+class LatencyThreshold(_Model):
+    max_ratio: float = Field(ge=1)
+    # Differences below this never fail: histogram buckets cannot resolve them.
+    slack_seconds: float = Field(ge=0)
+
+
+def _ttft_threshold() -> LatencyThreshold:
+    return LatencyThreshold(max_ratio=1.5, slack_seconds=0.05)
+
+
+def _added_latency_threshold() -> LatencyThreshold:
+    return LatencyThreshold(max_ratio=2.0, slack_seconds=0.001)
+
+
+class StreamCompletionThreshold(_Model):
+    max_decrease: float = Field(default=0.01, ge=0, le=1)
+
+
+class CanaryThresholds(_Model):
+    error_ratio: ErrorRatioThreshold = ErrorRatioThreshold()
+    time_to_first_token_p95: LatencyThreshold = Field(
+        default_factory=_ttft_threshold, alias="timeToFirstTokenP95"
+    )
+    added_latency_p95: LatencyThreshold = Field(
+        default_factory=_added_latency_threshold, alias="addedLatencyP95"
+    )
+    stream_completion_ratio: StreamCompletionThreshold = StreamCompletionThreshold()
+
+
+class Canary(_Model):
+    enabled: bool = False
+    # A count, or a percentage of spec.replicas (rounded up, at least one pod).
+    replicas: int | str = 1
+    duration: str = "10m"
+    min_requests: int = Field(default=100, ge=0)
+    prometheus_url: str | None = Field(default=None, alias="prometheusURL", pattern=r"^https?://")
+    thresholds: CanaryThresholds = CanaryThresholds()
+
+    @model_validator(mode="after")
+    def _valid_replicas_and_duration(self) -> Canary:
+        if isinstance(self.replicas, int) and self.replicas < 1:
+            raise ValueError("canary.replicas must be at least 1")
+        if isinstance(self.replicas, str) and not _PERCENT.match(self.replicas):
+            raise ValueError("canary.replicas must be a count or a percentage like 10%")
+        if self.duration_seconds < 1:
+            raise ValueError("canary.duration must be at least 1s")
+        return self
+
+    @property
+    def duration_seconds(self) -> int:
+        return duration_seconds(self.duration)
+
+    def replica_count(self, stable_replicas: int) -> int:
+        if isinstance(self.replicas, int):
+            return self.replicas
+        percent = int(self.replicas.rstrip("%"))
+        return max(1, -(-stable_replicas * percent // 100))
+
+
 class Rollout(_Model):
     progress_deadline_seconds: int = Field(default=300, ge=10)
     auto_rollback: bool = True
     pre_stop_sleep_seconds: int = Field(default=5, ge=0, le=60)
+    canary: Canary = Canary()
 
 
 class Autoscaling(_Model):
@@ -169,6 +248,7 @@ class Phase(StrEnum):
     """`status.phase`, as `kubectl get chatservices` shows it."""
 
     MIGRATING = "Migrating"
+    CANARY = "Canary"
     ROLLING_OUT = "RollingOut"
     READY = "Ready"
     FAILED = "Failed"
@@ -178,6 +258,12 @@ class Phase(StrEnum):
 class MigrationResult(StrEnum):
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class CanaryVerdict(StrEnum):
+    PENDING = "Pending"
+    PASSED = "Passed"
     FAILED = "Failed"
 
 
@@ -211,6 +297,45 @@ class RolloutStatus(_StatusModel):
     rolled_back_generation: int | None = None
 
 
+class PodSample(_StatusModel):
+    """One pod's service counters, summed over models: what the canary's deltas start from."""
+
+    pod: str
+    track: str
+    requests: float = 0
+    errors: float = 0
+    streams: float = 0
+    completed_streams: float = 0
+    # Cumulative histogram buckets by upper bound (`le`, as the exposition writes it).
+    time_to_first_token: dict[str, float] = {}
+    added_latency: dict[str, float] = {}
+
+
+class CanaryFigures(_StatusModel):
+    """What one track did during the canary window; None: nothing to measure it from."""
+
+    requests: int = 0
+    error_ratio: float | None = None
+    time_to_first_token_p95: float | None = Field(default=None, alias="timeToFirstTokenP95")
+    added_latency_p95: float | None = Field(default=None, alias="addedLatencyP95")
+    stream_completion_ratio: float | None = None
+
+
+class CanaryStatus(_StatusModel):
+    image: str | None = None
+    generation: int | None = None
+    # When the canary pods were all ready and the window opened; None: not yet.
+    started: str | None = None
+    requests_seen: int = 0
+    canary: CanaryFigures | None = None
+    stable: CanaryFigures | None = None
+    verdict: CanaryVerdict | None = None
+    decided_at: str | None = None
+    message: str | None = None
+    # Every pod's counters when the window opened, so a restarted operator measures the same.
+    baseline: tuple[PodSample, ...] = ()
+
+
 class ChatServiceStatus(_StatusModel):
     observed_generation: int = 0
     phase: Phase | None = None
@@ -218,6 +343,7 @@ class ChatServiceStatus(_StatusModel):
     target_image: str | None = None
     migration: MigrationStatus = MigrationStatus()
     rollout: RolloutStatus = RolloutStatus()
+    canary: CanaryStatus = CanaryStatus()
     replicas: int = 0
     ready_replicas: int = 0
     conditions: tuple[Condition, ...] = ()

@@ -5,20 +5,25 @@ The brief's reconciliation steps 1-5 live here; `reconcile.py` only observes and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from enum import Enum, StrEnum
 from typing import Literal
 
-from chatservice_operator.identity import job_name, migration_hash
+from chatservice_operator.identity import Track, deployment_name, job_name, migration_hash
 from chatservice_operator.resource import (
+    CanaryStatus,
+    CanaryVerdict,
     ChatService,
     ChatServiceStatus,
     Condition,
     MigrationResult,
     MigrationStatus,
     Phase,
+    PodSample,
     RolloutStatus,
 )
+from chatservice_operator.verdict import judge, measure, summary
 
 
 class ConditionType(StrEnum):
@@ -33,6 +38,14 @@ PROGRESSING = ConditionType.PROGRESSING
 READY = ConditionType.READY
 DEGRADED = ConditionType.DEGRADED
 CONDITION_ORDER = tuple(ConditionType)
+
+
+class CanaryAction(Enum):
+    """What the canary Deployment needs: to be left as it is, applied at spec.image, or gone."""
+
+    KEEP = "keep"
+    APPLY = "apply"
+    DELETE = "delete"
 
 
 class JobAction(Enum):
@@ -76,7 +89,13 @@ class DeploymentObservation:
 @dataclass(frozen=True)
 class Observed:
     job: JobObservation | None = None
+    # The stable Deployment.
     deployment: DeploymentObservation | None = None
+    # The Deployment of operators before canaries (no track label), until it is replaced.
+    legacy: DeploymentObservation | None = None
+    canary: DeploymentObservation | None = None
+    # Every serving pod's counters, read only while a ready canary is being judged.
+    samples: tuple[PodSample, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -89,8 +108,11 @@ class Event:
 @dataclass(frozen=True)
 class Decision:
     status: ChatServiceStatus
-    # The image the Deployment must run; None leaves the Deployment alone (absent or paused).
+    # The image the stable Deployment must run; None leaves it alone (absent or paused).
     deployment_image: str | None = None
+    canary: CanaryAction = CanaryAction.DELETE
+    canary_replicas: int = 0
+    delete_legacy: bool = False
     job: JobAction = JobAction.KEEP
     rollback: bool = False
     events: tuple[Event, ...] = ()
@@ -171,6 +193,7 @@ class _Pass:
     conditions: _Conditions
     # What serves now: the last image that completed a rollout, else what the Deployment runs.
     serving: str | None
+    now: str
 
     @property
     def target(self) -> str:
@@ -182,8 +205,11 @@ class _Pass:
         *,
         migration: MigrationStatus | None = None,
         rollout: RolloutStatus | None = None,
+        canary_status: CanaryStatus | None = None,
         current_image: str | None = None,
         deployment_image: str | None = None,
+        canary: CanaryAction = CanaryAction.DELETE,
+        canary_replicas: int = 0,
         job: JobAction = JobAction.KEEP,
         rollback: bool = False,
         events: tuple[Event, ...] = (),
@@ -200,12 +226,15 @@ class _Pass:
                 "conditions": self.conditions.merged(),
                 "migration": migration or status.migration,
                 "rollout": rollout or status.rollout,
+                "canary": canary_status or status.canary,
                 "current_image": current_image or status.current_image,
             }
         )
         return Decision(
             status=final,
             deployment_image=deployment_image,
+            canary=canary,
+            canary_replicas=canary_replicas,
             job=job,
             rollback=rollback,
             events=events,
@@ -213,18 +242,38 @@ class _Pass:
 
 
 def decide(cs: ChatService, status: ChatServiceStatus, observed: Observed, now: str) -> Decision:
-    deployment = observed.deployment
+    deployment, legacy = observed.deployment, observed.legacy
     conditions = _Conditions({c.type: c for c in status.conditions}, cs.generation, now)
-    serving = status.current_image or (deployment.image if deployment else None)
-    run = _Pass(cs, status, observed, conditions, serving)
+    running = deployment or legacy
+    serving = status.current_image or (running.image if running else None)
+    run = _Pass(cs, status, observed, conditions, serving, now)
     if cs.spec.paused:
         conditions.set(PROGRESSING, "False", "Paused", "spec.paused is set: nothing is changed")
-        return run.finish(Phase.PAUSED)
-    _ready(conditions, deployment)
+        return run.finish(Phase.PAUSED, canary=CanaryAction.KEEP)
+    handing_over = legacy is not None and (deployment is None or not deployment.rolled_out)
+    _ready(conditions, legacy if handing_over else deployment)
+    if legacy is not None:
+        if handing_over or deployment is None or deployment.image != legacy.image:
+            return _handover(run, legacy)
+        # The stable Deployment serves what the old one did: the old one can go.
+        return replace(_decide_gated(run), delete_legacy=True)
+    return _decide_gated(run)
+
+
+def _decide_gated(run: _Pass) -> Decision:
     gate = _migration_gate(run)
     if isinstance(gate, Decision):
         return gate
     return _rollout_step(run, gate)
+
+
+def _handover(run: _Pass, legacy: DeploymentObservation) -> Decision:
+    """Selectors are immutable, so the Deployment without a track label is replaced: the stable
+    one starts at the same image beside it, and the old one goes once that is available."""
+    stable = deployment_name(run.cs, Track.STABLE)
+    message = f"Moving to the Deployment {stable}; {run.cs.name} serves until it is available"
+    run.conditions.set(PROGRESSING, "True", "Relabelling", message)
+    return run.finish(Phase.ROLLING_OUT, deployment_image=legacy.image)
 
 
 def _migration_gate(run: _Pass) -> Decision | MigrationStatus:
@@ -304,6 +353,8 @@ def _rollout_step(run: _Pass, migration: MigrationStatus) -> Decision:
         conditions.set(PROGRESSING, "False", "RolledBack", message)
         conditions.set(DEGRADED, "True", "RolledBack", message)
         return run.finish(Phase.FAILED, migration=migration, deployment_image=serving)
+    if cs.spec.rollout.canary.enabled and deployment is not None and deployment.image != target:
+        return _canary_step(run, migration, deployment)
     if deployment is None or deployment.image != target:
         conditions.set(PROGRESSING, "True", "RollingOut", f"Rolling out {target}")
         conditions.set(DEGRADED, "False", "AsExpected", "")
@@ -351,3 +402,127 @@ def _deadline_exceeded(run: _Pass, migration: MigrationStatus) -> Decision:
     if conditions.flipped(DEGRADED, "ProgressDeadlineExceeded"):
         events = (Event("Warning", "ProgressDeadlineExceeded", message),)
     return run.finish(Phase.FAILED, migration=migration, deployment_image=target, events=events)
+
+
+def _seconds_between(start: str, end: str) -> float:
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+
+def _canary_step(run: _Pass, migration: MigrationStatus, stable: DeploymentObservation) -> Decision:
+    """The migrated target runs on canary pods beside the stable ones and is judged on its own
+    metrics against theirs: promoted when it passes, removed when it fails."""
+    cs, conditions, target, serving = run.cs, run.conditions, run.target, run.serving
+    spec = cs.spec.rollout.canary
+    record = run.status.canary
+    if record.image == target and record.verdict == CanaryVerdict.PASSED:
+        return _promote(run, migration, record)
+    failed = record.verdict == CanaryVerdict.FAILED
+    if failed and (record.image, record.generation) == (target, cs.generation):
+        message = record.message or f"The canary of {target} failed"
+        conditions.set(PROGRESSING, "False", "CanaryFailed", message)
+        conditions.set(DEGRADED, "True", "CanaryFailed", message)
+        return run.finish(Phase.FAILED, migration=migration, deployment_image=serving)
+    if record.image != target or record.verdict != CanaryVerdict.PENDING:
+        # A new canary (a pause, or any other edit while it runs, does not restart it).
+        record = CanaryStatus(image=target, generation=cs.generation, verdict=CanaryVerdict.PENDING)
+    replicas = spec.replica_count(stable.replicas)
+
+    def judging(record: CanaryStatus, *events: Event) -> Decision:
+        return run.finish(
+            Phase.CANARY,
+            migration=migration,
+            canary_status=record,
+            deployment_image=serving,
+            canary=CanaryAction.APPLY,
+            canary_replicas=replicas,
+            events=events,
+        )
+
+    canary = run.observed.canary
+    if canary is None or canary.image != target or not canary.rolled_out:
+        if canary is not None and canary.image == target and canary.deadline_exceeded:
+            return _canary_failed(run, migration, record, "its pods did not become available")
+        message = f"Starting {replicas} canary pod(s) of {target}"
+        conditions.set(PROGRESSING, "True", "CanaryStarting", message)
+        conditions.set(DEGRADED, "False", "AsExpected", "")
+        return judging(record)
+    if record.started is None:
+        record = record.model_copy(update={"started": run.now, "baseline": run.observed.samples})
+        message = f"{target} serves on {replicas} canary pod(s), judged for {spec.duration}"
+        conditions.set(PROGRESSING, "True", "CanaryAnalysing", message)
+        conditions.set(DEGRADED, "False", "AsExpected", "")
+        return judging(record, Event("Normal", "CanaryStarted", message))
+    measured = measure(run.observed.samples, record.baseline)
+    mine, theirs = measured[Track.CANARY], measured[Track.STABLE]
+    window_over = _seconds_between(record.started, run.now) >= spec.duration_seconds
+    judgement = judge(mine, theirs, spec, window_over=window_over)
+    record = record.model_copy(
+        update={"requests_seen": mine.requests, "canary": mine, "stable": theirs}
+    )
+    figures = summary(mine, theirs)
+    if judgement.verdict == CanaryVerdict.FAILED:
+        return _canary_failed(run, migration, record, "; ".join(judgement.reasons), figures)
+    if judgement.verdict == CanaryVerdict.PASSED:
+        passed = record.model_copy(
+            update={
+                "verdict": CanaryVerdict.PASSED,
+                "decided_at": run.now,
+                "message": f"{target} passed its canary: {figures}",
+                "baseline": (),
+            }
+        )
+        event = Event("Normal", "CanaryPassed", passed.message or "")
+        return _promote(run, migration, passed, event)
+    message = f"Judging {target} on {replicas} canary pod(s) for {spec.duration}: {figures}"
+    conditions.set(PROGRESSING, "True", "CanaryAnalysing", message)
+    conditions.set(DEGRADED, "False", "AsExpected", "")
+    return judging(record)
+
+
+def _promote(
+    run: _Pass, migration: MigrationStatus, record: CanaryStatus, *events: Event
+) -> Decision:
+    """The canary passed: the stable Deployment rolls out the target, the canary goes."""
+    message = f"{run.target} passed its canary; rolling it out"
+    run.conditions.set(PROGRESSING, "True", "CanaryPassed", message)
+    run.conditions.set(DEGRADED, "False", "AsExpected", "")
+    return run.finish(
+        Phase.ROLLING_OUT,
+        migration=migration,
+        canary_status=record,
+        deployment_image=run.target,
+        events=events,
+    )
+
+
+def _canary_failed(
+    run: _Pass,
+    migration: MigrationStatus,
+    record: CanaryStatus,
+    reasons: str,
+    figures: str = "",
+) -> Decision:
+    """The canary broke a threshold (or never became available): it goes, the stable pods
+    never changed; the next spec generation tries again."""
+    message = f"The canary of {run.target} failed: {reasons}"
+    if figures:
+        message += f" ({figures})"
+    message += f"; {run.serving or 'nothing'} keeps serving"
+    failed = record.model_copy(
+        update={
+            "generation": run.cs.generation,
+            "verdict": CanaryVerdict.FAILED,
+            "decided_at": run.now,
+            "message": message,
+            "baseline": (),
+        }
+    )
+    run.conditions.set(PROGRESSING, "False", "CanaryFailed", message)
+    run.conditions.set(DEGRADED, "True", "CanaryFailed", message)
+    return run.finish(
+        Phase.FAILED,
+        migration=migration,
+        canary_status=failed,
+        deployment_image=run.serving,
+        events=(Event("Warning", "CanaryFailed", message),),
+    )

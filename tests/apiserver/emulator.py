@@ -10,6 +10,7 @@ and the chart depend on it (kmock 0.8 answers otherwise):
 - server-side apply (`application/apply-patch+yaml`) with field managers: a field the manager
   applied before and no longer applies is removed, a field it applies is set (and restored if
   someone deleted it), fields of other managers are kept;
+- `labelSelector` on lists (equality, inequality and existence terms), which kmock ignores;
 - 429 with Retry-After on request (`throttle`), as priority-and-fairness answers;
 - 401 for a bearer token other than the operator's. Requests without credentials are the
   test's own, as cluster-admin.
@@ -161,6 +162,17 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
                 self._track_versions(request)
         return await super()._handle(request)
 
+    async def _serve_list(self, request: Any) -> Any:
+        listed: Any = await super()._serve_list(request)
+        selector = request.params.get("labelSelector")
+        if selector:
+            listed["items"] = [
+                item
+                for item in listed["items"]
+                if _selects(selector, item.get("metadata", {}).get("labels") or {})
+            ]
+        return listed
+
     async def _serve_server_version(self, request: Any) -> Any:
         # kmock says 1.26 (k3s); the chart and the manifests need 1.30 or newer.
         served: Any = await super()._serve_server_version(request)
@@ -277,6 +289,25 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
         spec_changed = "spec" in data and current.get("spec") != _patched(current, data).get("spec")
         if request.subresource is None and spec_changed:
             meta["generation"] = current["metadata"].get("generation", 1) + 1
+
+
+def _selects(selector: str, labels: Mapping[str, str]) -> bool:
+    """A label selector's terms (`k=v`, `k==v`, `k!=v`, `k`, `!k`), all of which must hold."""
+    for term in (t.strip() for t in selector.split(",") if t.strip()):
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            if labels.get(key) == value:
+                return False
+        elif "=" in term:
+            key, value = term.replace("==", "=").split("=", 1)
+            if labels.get(key) != value:
+                return False
+        elif term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
 
 
 def _patched(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

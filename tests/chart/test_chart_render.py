@@ -271,7 +271,7 @@ def test_existing_secret_wins_over_a_value(values: Manifest, reason: str) -> Non
     assert "mine" in refs
 
 
-def test_network_policy_admits_only_metrics_and_reaches_only_dns_and_api(
+def test_network_policy_admits_only_metrics_and_reaches_only_dns_api_and_pod_metrics(
     scenario: Scenario, rendered: Rendered
 ) -> None:
     enabled = scenario.load_values().get("networkPolicy", {}).get("enabled", False)
@@ -281,7 +281,20 @@ def test_network_policy_admits_only_metrics_and_reaches_only_dns_and_api(
         assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
         assert policy["spec"]["ingress"][0]["ports"] == [{"port": "metrics", "protocol": "TCP"}]
         egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
-        assert egress_ports == {53, 443, 6443}
+        assert egress_ports == {53, 443, 6443, 8000}
+        # Port 8000 (canary verdicts read the pods' /metrics) only towards ChatService pods.
+        (to_pods,) = [r for r in policy["spec"]["egress"] if r["ports"][0]["port"] == 8000]
+        assert to_pods["to"] == [
+            {
+                "namespaceSelector": {},
+                "podSelector": {
+                    "matchLabels": {
+                        "app.kubernetes.io/name": "chatservice",
+                        "app.kubernetes.io/component": "server",
+                    }
+                },
+            }
+        ]
 
 
 def test_notes_tell_how_to_reach_the_service_and_read_its_status(

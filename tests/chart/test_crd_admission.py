@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import yaml
 
+from chatservice_operator.resource import ChatServiceSpec
 from tests.apiserver.crd_validation import admit, apply_defaults, crd_errors, version_schema
 
 from .rendering import REPO_ROOT, Rendered, chart_crd, render_values
@@ -55,3 +57,55 @@ def test_the_first_install_creates_the_chatservice() -> None:
     assert errors == []
     assert stored["metadata"]["name"] == "chatservice"
     assert len(first.of_kind("Deployment")) == 1, "and the operator that reconciles it"
+
+
+def _chatservice(canary: dict[str, object]) -> dict[str, object]:
+    return {
+        "apiVersion": "chatservice.dev/v1alpha1",
+        "kind": "ChatService",
+        "metadata": {"name": "chat", "namespace": "ns"},
+        "spec": {
+            "image": "reg.example/chat:1.0",
+            "database": {"urlSecretRef": {"name": "db", "key": "url"}},
+            "auth": {"adminKeySecretRef": {"name": "adm", "key": "key"}},
+            "inference": {"backends": [{"model": "echo", "backend": "echo"}]},
+            "rollout": {"canary": canary},
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("canary", "message"),
+    [
+        ({"replicas": 0}, "replicas must be a count of at least 1 or a percentage"),
+        ({"replicas": "0%"}, "replicas must be a count of at least 1 or a percentage"),
+        ({"replicas": "150%"}, "replicas must be a count of at least 1 or a percentage"),
+        ({"replicas": "two"}, "replicas must be a count of at least 1 or a percentage"),
+        ({"duration": "0s"}, "duration must be at least 1s"),
+        ({"duration": "10 min"}, "duration"),
+        ({"minRequests": -1}, "minRequests"),
+        ({"prometheusURL": "prometheus:9090"}, "prometheusURL"),
+        ({"thresholds": {"errorRatio": {"maxIncrease": 2}}}, "maxIncrease"),
+        ({"thresholds": {"timeToFirstTokenP95": {"maxRatio": 0.5}}}, "maxRatio"),
+    ],
+)
+def test_the_api_server_refuses_a_canary_that_cannot_work(
+    canary: dict[str, object], message: str
+) -> None:
+    _, errors = admit(_chatservice(canary), chart_crd())
+    assert any(message in error for error in errors), errors
+
+
+@pytest.mark.parametrize("replicas", [1, 3, "10%", "100%"])
+def test_a_canary_as_a_count_or_a_percentage_is_admitted(replicas: object) -> None:
+    _, errors = admit(_chatservice({"enabled": True, "replicas": replicas}), chart_crd())
+    assert errors == []
+
+
+def test_the_canary_defaults_of_the_crd_and_of_the_operator_agree() -> None:
+    # A resource read where defaulting did not happen must mean what the defaulted one means.
+    stored, errors = admit(_chatservice({}), chart_crd())
+    assert errors == []
+    defaulted = ChatServiceSpec.model_validate(stored["spec"]).rollout.canary
+    assert defaulted == ChatServiceSpec.model_validate(_chatservice({})["spec"]).rollout.canary
+    assert stored["spec"]["rollout"]["canary"]["enabled"] is False

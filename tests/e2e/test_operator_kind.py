@@ -136,7 +136,9 @@ def test_install_upgrade_and_failed_migration_on_kind() -> None:
         "the failed migration",
     )
     assert condition("Degraded") == ("True", "MigrationFailed")
-    deployment = json.loads(kubectl("-n", NAMESPACE, "get", "deployment", "chat", "-o", "json"))
+    deployment = json.loads(
+        kubectl("-n", NAMESPACE, "get", "deployment", "chat-stable", "-o", "json")
+    )
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == NEXT_IMAGE
     events = kubectl(
         "-n",

@@ -22,7 +22,7 @@ def condition(cluster: Cluster, type_: str) -> tuple[str, str] | None:
 
 
 def image_of(cluster: Cluster) -> str | None:
-    deployment = cluster.get(DEPLOYMENTS, "chat")
+    deployment = cluster.get(DEPLOYMENTS, "chat-stable")
     if deployment is None:
         return None
     image: str = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
@@ -34,8 +34,8 @@ async def install(cluster: Cluster, **changes: Any) -> None:
     await cluster.create(CHATSERVICES, body(image=OLD, **changes))
     job = job_for(OLD)
     await eventually(lambda: cluster.get(JOBS, job), message="the first migration Job")
-    assert cluster.get(DEPLOYMENTS, "chat") is None, "no Deployment before the migration"
+    assert cluster.get(DEPLOYMENTS, "chat-stable") is None, "no Deployment before the migration"
     await cluster.complete_job(job)
     await eventually(lambda: image_of(cluster) == OLD, message="the Deployment at OLD")
-    await cluster.roll_out("chat")
+    await cluster.roll_out("chat-stable")
     await eventually(lambda: status(cluster).get("phase") == "Ready", message="phase Ready")

@@ -21,12 +21,15 @@ import kmock
 import pytest
 import yaml
 
+from tests.apiserver.emulator import OPERATOR_TOKEN as OPERATOR_TOKEN  # for the benchmarks
 from tests.apiserver.emulator import ApiServerEmulator, Grant
 from tests.chart.rendering import render_values
 
 # The drift pass is slow in production; here it is short, so that every flow also runs with
 # its extra reconciliations interleaved (they must change nothing). Set before import.
 os.environ.setdefault("CHATSERVICE_OPERATOR_DRIFT_SECONDS", "2")
+# A running canary is read and judged this often (10 s in production).
+os.environ.setdefault("CHATSERVICE_OPERATOR_CANARY_SECONDS", "0.25")
 
 import kopf
 
@@ -43,6 +46,7 @@ RESOURCES = {
     JOBS: ("Job", True),
     DEPLOYMENTS: ("Deployment", True),
     "v1/configmaps": ("ConfigMap", True),
+    "v1/pods": ("Pod", True),
     "v1/services": ("Service", True),
     "v1/events": ("Event", True),
     "v1/namespaces": ("Namespace", False),

@@ -194,24 +194,26 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     }
 
 
-def test_deployment_runs_the_given_image_under_the_restricted_profile() -> None:
-    cs = chatservice()
-    assert builders.build_deployment(cs, "reg.example/chat:0.9", "sum") == {
+def _deployment(track: str, replicas: int, image: str) -> dict[str, Any]:
+    """A serving Deployment as built for spec(): the stable and the canary differ in name,
+    track label and replicas only."""
+    labels = {**LABELS, "chatservice.dev/track": track}
+    return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": meta(),
+        "metadata": meta(f"chat-{track}", labels),
         "spec": {
-            "replicas": 2,
+            "replicas": replicas,
             "revisionHistoryLimit": 5,
             "progressDeadlineSeconds": 300,
-            "selector": {"matchLabels": SELECTOR},
+            "selector": {"matchLabels": {**SELECTOR, "chatservice.dev/track": track}},
             "strategy": {
                 "type": "RollingUpdate",
                 "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
             },
             "template": {
                 "metadata": {
-                    "labels": LABELS,
+                    "labels": labels,
                     "annotations": {
                         "prometheus.io/scrape": "true",
                         "prometheus.io/port": "8000",
@@ -227,7 +229,7 @@ def test_deployment_runs_the_given_image_under_the_restricted_profile() -> None:
                     "containers": [
                         {
                             "name": "chatservice",
-                            "image": "reg.example/chat:0.9",
+                            "image": image,
                             "imagePullPolicy": "IfNotPresent",
                             "command": ["chatservice", "run"],
                             "ports": [{"name": "http", "containerPort": 8000, "protocol": "TCP"}],
@@ -260,6 +262,26 @@ def test_deployment_runs_the_given_image_under_the_restricted_profile() -> None:
             },
         },
     }
+
+
+def test_deployment_runs_the_given_image_under_the_restricted_profile() -> None:
+    cs = chatservice()
+    assert builders.build_deployment(cs, "reg.example/chat:0.9", "sum") == _deployment(
+        "stable", 2, "reg.example/chat:0.9"
+    )
+
+
+def test_canary_deployment_has_its_own_selector_and_replicas() -> None:
+    cs = chatservice()
+    built = builders.build_deployment(cs, "reg.example/chat:1.1", "sum", identity.Track.CANARY, 1)
+    assert built == _deployment("canary", 1, "reg.example/chat:1.1")
+    # The Service selects both tracks; the two Deployments' selectors never overlap.
+    service = builders.build_service(cs)["spec"]["selector"]
+    stable = builders.build_deployment(cs, "reg.example/chat:0.9", "sum")
+    for deployment in (built, stable):
+        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert service.items() <= pod_labels.items()
+    assert built["spec"]["selector"]["matchLabels"] != stable["spec"]["selector"]["matchLabels"]
 
 
 def test_deployment_leaves_replicas_to_the_autoscaler_and_skips_a_zero_prestop() -> None:
@@ -299,7 +321,11 @@ def test_hpa() -> None:
         "kind": "HorizontalPodAutoscaler",
         "metadata": meta(),
         "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "chat"},
+            "scaleTargetRef": {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": "chat-stable",
+            },
             "minReplicas": 3,
             "maxReplicas": 9,
             "metrics": [
@@ -343,8 +369,24 @@ def test_service_monitor() -> None:
         ({"inference": {"backends": [{"model": "x"}]}}, "needs baseURL"),
         ({"inference": {"backends": []}}, "at least 1 item"),
         ({"replicas": -1}, "greater than or equal to 0"),
+        ({"rollout": {"canary": {"replicas": 0}}}, "at least 1"),
+        ({"rollout": {"canary": {"replicas": "0%"}}}, "a percentage"),
+        ({"rollout": {"canary": {"duration": "10 minutes"}}}, "not a duration"),
+        ({"rollout": {"canary": {"duration": "0s"}}}, "at least 1s"),
+        ({"rollout": {"canary": {"prometheusURL": "prom:9090"}}}, "should match pattern"),
     ],
 )
 def test_spec_model_rejects_what_the_crd_rejects(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         chatservice(**changes)
+
+
+@pytest.mark.parametrize(
+    ("replicas", "stable", "expected"),
+    [(1, 10, 1), (3, 2, 3), ("10%", 10, 1), ("10%", 25, 3), ("1%", 2, 1), ("100%", 4, 4)],
+)
+def test_canary_replicas_are_a_count_or_a_percentage_rounded_up(
+    replicas: int | str, stable: int, expected: int
+) -> None:
+    canary = chatservice(rollout={"canary": {"replicas": replicas}}).spec.rollout.canary
+    assert canary.replica_count(stable) == expected

@@ -36,7 +36,7 @@ async def test_create_migrates_then_deploys_then_becomes_ready(cluster: Cluster)
     for resource in ("v1/services", "policy/v1/poddisruptionbudgets", SERVICE_MONITORS):
         assert cluster.names(resource) == ["chat"]
     assert cluster.names("autoscaling/v2/horizontalpodautoscalers") == []
-    owner = cluster.get(DEPLOYMENTS, "chat")["metadata"]["ownerReferences"][0]  # type: ignore[index]
+    owner = cluster.get(DEPLOYMENTS, "chat-stable")["metadata"]["ownerReferences"][0]  # type: ignore[index]
     assert (owner["kind"], owner["name"], owner["controller"]) == ("ChatService", "chat", True)
     # Nothing outside the cluster to clean up, so nothing may block deleting the ChatService.
     assert "finalizers" not in cluster.get(CHATSERVICES, "chat")["metadata"]  # type: ignore[index]
@@ -69,11 +69,11 @@ async def test_image_change_migrates_first_then_rolls_out(cluster: Cluster) -> N
     assert status(cluster)["currentImage"] == OLD
     # The order in the request log proves the gate: the Job completed, then the Deployment moved.
     completed = cluster.first("PATCH", f"/jobs/{new_job}/status", "Complete")
-    moved = cluster.first("PATCH", "/deployments/chat", NEW)
+    moved = cluster.first("PATCH", "/deployments/chat-stable", NEW)
     assert completed is not None
     assert moved is not None
     assert completed < moved
-    await cluster.roll_out("chat")
+    await cluster.roll_out("chat-stable")
     await eventually(lambda: status(cluster).get("currentImage") == NEW, message="NEW current")
     assert status(cluster)["phase"] == "Ready"
     assert sorted(cluster.names(JOBS)) == sorted([job_for(OLD), new_job])
@@ -82,7 +82,7 @@ async def test_image_change_migrates_first_then_rolls_out(cluster: Cluster) -> N
 @pytest.mark.usefixtures("operator")
 async def test_failed_migration_keeps_the_old_version_and_warns(cluster: Cluster) -> None:
     await install(cluster)
-    deployment_patches = len(cluster.requests("PATCH", "/deployments/chat"))
+    deployment_patches = len(cluster.requests("PATCH", "/deployments/chat-stable"))
     await cluster.patch(CHATSERVICES, "chat", {"spec": {"image": NEW}})
     await eventually(lambda: cluster.get(JOBS, job_for(NEW)), message="the new migration Job")
     await cluster.fail_job(job_for(NEW))
@@ -96,7 +96,7 @@ async def test_failed_migration_keeps_the_old_version_and_warns(cluster: Cluster
     assert "backoff limit" in warnings[0]["message"]
     assert image_of(cluster) == OLD
     # Only status patches of the Deployment's controller (the test) touched it since.
-    assert len(cluster.requests("PATCH", "/deployments/chat")) == deployment_patches
+    assert len(cluster.requests("PATCH", "/deployments/chat-stable")) == deployment_patches
     assert status(cluster)["currentImage"] == OLD
 
 
@@ -108,7 +108,7 @@ async def test_rollout_past_its_deadline_is_rolled_back(cluster: Cluster) -> Non
     await cluster.complete_job(job_for(NEW))
     await eventually(lambda: image_of(cluster) == NEW, message="the Deployment at NEW")
 
-    await cluster.miss_deadline("chat")
+    await cluster.miss_deadline("chat-stable")
     await eventually(lambda: image_of(cluster) == OLD, message="the rollback to OLD")
     await eventually(lambda: condition(cluster, "Degraded") == ("True", "RolledBack"))
     assert status(cluster)["phase"] == "Failed"
@@ -118,7 +118,7 @@ async def test_rollout_past_its_deadline_is_rolled_back(cluster: Cluster) -> Non
     assert rolled_back[0]["type"] == "Warning"
 
     # The old version rolls out again and stays: no flapping back to NEW.
-    await cluster.roll_out("chat")
+    await cluster.roll_out("chat-stable")
     await eventually(lambda: condition(cluster, "Ready") == ("True", "MinimumReplicasAvailable"))
     assert image_of(cluster) == OLD
     assert status(cluster)["phase"] == "Failed"
@@ -169,7 +169,7 @@ async def test_paused_changes_nothing(cluster: Cluster) -> None:
     )
     assert cluster.get(JOBS, job_for(NEW)) is None
     assert image_of(cluster) == OLD
-    assert cluster.get(DEPLOYMENTS, "chat")["spec"]["replicas"] == 2  # type: ignore[index]
+    assert cluster.get(DEPLOYMENTS, "chat-stable")["spec"]["replicas"] == 2  # type: ignore[index]
 
     await cluster.patch(CHATSERVICES, "chat", {"spec": {"paused": False}})
     await eventually(lambda: cluster.get(JOBS, job_for(NEW)), message="the Job after unpausing")
@@ -215,7 +215,7 @@ async def test_drift_in_a_child_is_corrected(cluster: Cluster) -> None:
     # Someone edits the Deployment by hand: the watch on Deployments puts it back.
     await cluster.patch(
         DEPLOYMENTS,
-        "chat",
+        "chat-stable",
         {"spec": {"template": {"spec": {"containers": [{"name": "chatservice", "image": "x"}]}}}},
     )
     await eventually(lambda: image_of(cluster) == OLD, message="the image restored")
@@ -249,12 +249,12 @@ async def test_autoscaling_owns_replicas_and_goes_when_switched_off(cluster: Clu
     hpas = "autoscaling/v2/horizontalpodautoscalers"
     await install(cluster, autoscaling={"enabled": True, "minReplicas": 2, "maxReplicas": 4})
     assert cluster.names(hpas) == ["chat"]
-    assert "replicas" not in cluster.get(DEPLOYMENTS, "chat")["spec"]  # type: ignore[index]
+    assert "replicas" not in cluster.get(DEPLOYMENTS, "chat-stable")["spec"]  # type: ignore[index]
 
     await cluster.patch(CHATSERVICES, "chat", {"spec": {"autoscaling": {"enabled": False}}})
     await eventually(lambda: cluster.names(hpas) == [], message="the HPA deleted")
     await eventually(
-        lambda: cluster.get(DEPLOYMENTS, "chat")["spec"].get("replicas") == 2,  # type: ignore[index]
+        lambda: cluster.get(DEPLOYMENTS, "chat-stable")["spec"].get("replicas") == 2,  # type: ignore[index]
         message="replicas back in the Deployment",
     )
 
@@ -266,10 +266,10 @@ async def test_a_rollout_keeps_the_replicas_the_autoscaler_set(cluster: Cluster)
     hpas = "autoscaling/v2/horizontalpodautoscalers"
     await eventually(lambda: cluster.names(hpas) == ["chat"], message="the HPA")
     # The HPA scales the Deployment (through /scale on a real cluster).
-    await cluster.patch(DEPLOYMENTS, "chat", {"spec": {"replicas": 3}})
+    await cluster.patch(DEPLOYMENTS, "chat-stable", {"spec": {"replicas": 3}})
     await cluster.patch(CHATSERVICES, "chat", {"spec": {"image": NEW}})
     await eventually(lambda: cluster.get(JOBS, job_for(NEW)), message="the new migration Job")
     await cluster.complete_job(job_for(NEW))
     await eventually(lambda: image_of(cluster) == NEW, message="the Deployment at NEW")
     # An apply without replicas would drop the field, and the server would default it to 1.
-    assert cluster.get(DEPLOYMENTS, "chat")["spec"].get("replicas") == 3  # type: ignore[index]
+    assert cluster.get(DEPLOYMENTS, "chat-stable")["spec"].get("replicas") == 3  # type: ignore[index]

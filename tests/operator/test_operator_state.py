@@ -11,6 +11,7 @@ from chatservice_operator.resource import (
     RolloutStatus,
 )
 from chatservice_operator.state import (
+    CanaryAction,
     Decision,
     DeploymentObservation,
     Event,
@@ -207,7 +208,8 @@ def test_deadline_exceeded_without_rollback_reports_and_stays() -> None:
 def test_paused_changes_nothing() -> None:
     paused = chatservice(paused=True)
     decision = decide(paused, serving_old(), Observed(job=None, deployment=dep(OLD)), T0)
-    assert decision == Decision(status=decision.status)  # no action of any kind
+    # No action of any kind: a canary, if one runs, is frozen as it is.
+    assert decision == Decision(status=decision.status, canary=CanaryAction.KEEP)
     assert decision.status.phase == "Paused"
     assert conditions(decision)["Progressing"] == ("False", "Paused")
 

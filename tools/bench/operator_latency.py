@@ -136,15 +136,16 @@ async def measure(samples: int, idle_seconds: float) -> None:
                     await cluster.complete_job(job)
                     created = await wait_arrival(emulator, "POST", "/deployments", done)
                     succeeded_to_create.append(created - done)
-                    await cluster.roll_out(name)
+                    await cluster.roll_out(f"{name}-stable")
                     await cluster.patch(CHATSERVICES, name, {"spec": {"image": NEW}})
                     new_job = job_of(name, NEW)
                     await eventually(partial(cluster.get, JOBS, new_job))
                     done = time.perf_counter()
                     await cluster.complete_job(new_job)
-                    patched = await wait_arrival(emulator, "PATCH", f"/deployments/{name}", done)
+                    stable = f"/deployments/{name}-stable"
+                    patched = await wait_arrival(emulator, "PATCH", stable, done)
                     succeeded_to_patch.append(patched - done)
-                    await cluster.roll_out(name)
+                    await cluster.roll_out(f"{name}-stable")
                     await cluster.delete(CHATSERVICES, name)
                     for resource in (DEPLOYMENTS, JOBS):
                         for child in cluster.names(resource):
@@ -157,8 +158,8 @@ async def measure(samples: int, idle_seconds: float) -> None:
                 await cluster.create(CHATSERVICES, named("idle", NEW))
                 await eventually(lambda: cluster.get(JOBS, job_of("idle", NEW)))
                 await cluster.complete_job(job_of("idle", NEW))
-                await eventually(lambda: cluster.get(DEPLOYMENTS, "idle"))
-                await cluster.roll_out("idle")
+                await eventually(lambda: cluster.get(DEPLOYMENTS, "idle-stable"))
+                await cluster.roll_out("idle-stable")
                 await eventually(
                     lambda: (
                         (cluster.get(CHATSERVICES, "idle") or {}).get("status", {}).get("phase")
