@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -90,7 +91,9 @@ def scrape_exemplars(server: Gunicorn) -> dict[str, list[dict[str, str]]]:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/openmetrics-text")
     found: dict[str, list[dict[str, str]]] = {}
-    for family in text_string_to_metric_families(response.text):
+    # The OpenMetrics parser is untyped; what it yields is checked by the loop's attributes.
+    families: Iterable[Any] = text_string_to_metric_families(response.text)  # type: ignore[no-untyped-call]
+    for family in families:
         for sample in family.samples:
             if sample.exemplar is not None:
                 assert sample.name.endswith("_bucket")
