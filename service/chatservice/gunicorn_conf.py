@@ -59,8 +59,12 @@ def post_worker_init(worker: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    # Drop the dead worker's live gauges; its counters stay and keep adding up.
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # Drop the dead worker's live gauges and exemplars; its counters stay and keep adding up.
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+        # exemplars.py's file name; not imported here, which would load OpenTelemetry into
+        # the master.
+        (Path(directory) / f"exemplars_{worker.pid}.json").unlink(missing_ok=True)

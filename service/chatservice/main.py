@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import aiohttp
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi_offline import FastAPIOffline
 from opentelemetry.instrumentation.aiohttp_client import create_trace_config
@@ -32,7 +32,7 @@ from chatservice.kit.body_limit import BodySizeLimitMiddleware
 from chatservice.kit.cors import BrowserCORSMiddleware
 from chatservice.kit.draining import mark_draining_on_sigterm
 from chatservice.kit.request_body import document_bodies
-from chatservice.observability import metrics, tracing
+from chatservice.observability import exemplars, metrics, tracing
 from chatservice.observability.middleware import RequestContextMiddleware
 from chatservice.runtime import Runtime
 
@@ -132,9 +132,10 @@ def create_app(
     app.add_middleware(RequestContextMiddleware)
     if tracer_provider is not None:
         FastAPIInstrumentor.instrument_app(app, tracer_provider=tracer_provider)
+        exemplars.enable()
     return app
 
 
-async def _metrics() -> Response:
-    body, content_type = metrics.exposition()
+async def _metrics(request: Request) -> Response:
+    body, content_type = metrics.exposition(request.headers.get("accept", ""))
     return Response(body, media_type=content_type)

@@ -6,7 +6,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,8 +65,11 @@ class Prometheus:
 
 
 @contextmanager
-def prometheus_server(targets: dict[str, str], directory: Path) -> Iterator[Prometheus]:
-    """Prometheus scraping each job's `host:port`/metrics every second, stopped on exit."""
+def prometheus_server(
+    targets: dict[str, str], directory: Path, flags: Sequence[str] = ()
+) -> Iterator[Prometheus]:
+    """Prometheus scraping each job's `host:port`/metrics every second, stopped on exit;
+    `flags` are added to its command line (e.g. `--enable-feature=exemplar-storage`)."""
     binary = require("prometheus")
     jobs = "".join(
         f"  - job_name: {job}\n    static_configs: [{{targets: ['{target}']}}]\n"
@@ -85,6 +88,7 @@ def prometheus_server(targets: dict[str, str], directory: Path) -> Iterator[Prom
                 f"--config.file={config}",
                 f"--storage.tsdb.path={directory / 'tsdb'}",
                 f"--web.listen-address=127.0.0.1:{port}",
+                *flags,
             ],
             stdout=output,
             stderr=subprocess.STDOUT,

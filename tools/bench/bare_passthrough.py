@@ -1,5 +1,6 @@
 """The floor to compare against: the thinnest FastAPI passthrough with a pooled aiohttp
-client, no validation, auth, metrics or logging. Served by the benchmark, never shipped."""
+client, no validation, auth, metrics or logging; streams are relayed as aiohttp buffers them.
+Served by the benchmark, never shipped."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from contextlib import asynccontextmanager
 
 import aiohttp
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
 UPSTREAM = os.environ.get("BARE_UPSTREAM", "http://127.0.0.1:9100/v1") + "/chat/completions"
 
@@ -28,5 +29,21 @@ app = FastAPI(lifespan=lifespan)
 async def chat(request: Request) -> Response:
     body = await request.body()
     headers = {"Content-Type": "application/json"}
-    async with request.app.state.http.post(UPSTREAM, data=body, headers=headers) as upstream:
-        return Response(await upstream.read(), media_type="application/json")
+    if b'"stream":true' not in body.replace(b" ", b""):
+        async with request.app.state.http.post(UPSTREAM, data=body, headers=headers) as upstream:
+            return Response(await upstream.read(), media_type="application/json")
+    upstream = await request.app.state.http.post(UPSTREAM, data=body, headers=headers)
+
+    async def relay() -> AsyncIterator[bytes]:
+        try:
+            async for data in upstream.content.iter_any():
+                yield data
+        finally:
+            upstream.release()
+
+    return StreamingResponse(relay(), media_type="text/event-stream")
+
+
+@app.get("/v1/models")
+async def models() -> dict[str, object]:
+    return {"object": "list", "data": []}

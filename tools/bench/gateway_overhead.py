@@ -1,8 +1,12 @@
 """Benchmark: what the gateway adds on top of its upstream (`make bench`; not a test).
 
-Starts the loopback stub upstream and the service under gunicorn with one worker, then
-measures sequential latency (p50/p99) straight to the stub and through the service, for
-JSON and streaming, and throughput at 32 connections both ways with `wrk`.
+One run compares, interleaved round by round so that the machine's noise falls on all alike:
+straight to the stub upstream (`direct`), a bare FastAPI + aiohttp passthrough (`bare`) and
+ChatService (`service`), each under gunicorn with 1 and with 2 workers, for JSON and for
+streams (20 content chunks, a finish and a usage chunk). It reports sequential latency p50/p99
+and time to first token (added over direct), throughput at 32 and 128 connections (`wrk`), CPU
+per request from the server processes' own CPU time, RSS per worker at idle and after
+`--memory-requests` requests, and the service's cold start to ready. Medians over the rounds.
 """
 
 from __future__ import annotations
@@ -11,14 +15,18 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -26,145 +34,403 @@ import httpx
 from tests.ports import free_port
 
 KEY = "sk-bench-" + "0" * 40
-BODY = {"model": "bench", "messages": [{"role": "user", "content": "Say hello"}]}
+BODY: dict[str, object] = {"model": "bench", "messages": [{"role": "user", "content": "Say hello"}]}
+STREAM_BODY = {**BODY, "stream": True, "stream_options": {"include_usage": True}}
 REPO = Path(__file__).resolve().parents[2]
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# The stub's first content token: its arrival is the time to first token.
+FIRST_TOKEN = b"tok0"
+MODES: dict[str, dict[str, object]] = {"json": BODY, "stream": STREAM_BODY}
+
+
+@dataclass
+class Server:
+    name: str
+    url: str  # up to /chat/completions
+    headers: dict[str, str]
+    master: subprocess.Popen[bytes]
+    started: float
+    ready_after: float = 0.0
+    port: int = 0
+
+    def workers(self) -> list[int]:
+        """The processes that serve: gunicorn's workers, or the stub itself."""
+        children = _children(self.master.pid)
+        return children or [self.master.pid]
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    try:
+        return [int(p) for p in path.read_text().split()]
+    except OSError:
+        return []
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLOCK_TICKS
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 @contextmanager
-def process(argv: list[str], env: dict[str, str], ready_url: str) -> Iterator[None]:
+def serve(
+    name: str, argv: list[str], env: dict[str, str], port: int, path: str, headers: dict[str, str]
+) -> Iterator[Server]:
+    started = time.perf_counter()
     child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = Server(name, f"http://127.0.0.1:{port}{path}", headers, child, started, port=port)
+    ready = f"http://127.0.0.1:{port}" + (
+        "/api/v1/health/ready" if name == "service" else "/v1/models"
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(ready_url, timeout=1).status_code < 500:
+                if httpx.get(ready, timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline or child.poll() is not None:
-                raise RuntimeError(f"{argv} did not start")
-            time.sleep(0.1)
-        yield
+                raise RuntimeError(f"{name} ({argv}) did not start")
+            time.sleep(0.02)
+        server.ready_after = time.perf_counter() - started
+        yield server
     finally:
         child.terminate()
         child.wait(timeout=30)
 
 
-def latencies(url: str, headers: dict[str, str], body: Mapping[str, object], n: int) -> list[float]:
-    samples = []
-    with httpx.Client(headers=headers, timeout=10) as client:
+class RawClient:
+    """One keep-alive HTTP/1.1 connection on a plain socket: the least client-side noise
+    between the stamps, and the time the first content token arrives."""
+
+    def __init__(self, server: Server, body: dict[str, object]) -> None:
+        payload = json.dumps(body).encode()
+        head = [
+            f"POST {server.url.split(str(server.port), 1)[1]} HTTP/1.1",
+            f"Host: 127.0.0.1:{server.port}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(payload)}",
+        ]
+        head += [f"{k}: {v}" for k, v in server.headers.items()]
+        self.request = ("\r\n".join(head) + "\r\n\r\n").encode() + payload
+        self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def exchange(self) -> tuple[float, float]:
+        """(time to the first token, time to the last byte), in seconds."""
+        started = time.perf_counter()
+        self.sock.sendall(self.request)
+        buffer = b""
+        first = 0.0
+        body_start = -1
+        length: int | None = None
+        while True:
+            data = self.sock.recv(65536)
+            if not data:
+                raise RuntimeError("the server closed the connection")
+            buffer += data
+            now = time.perf_counter()
+            if not first and FIRST_TOKEN in buffer:
+                first = now - started
+            if body_start < 0:
+                end = buffer.find(b"\r\n\r\n")
+                if end < 0:
+                    continue
+                head = buffer[:end].lower()
+                if not head.startswith(b"http/1.1 200"):
+                    raise RuntimeError(f"{buffer[:300]!r}")
+                body_start = end + 4
+                match = re.search(rb"content-length: *(\d+)", head)
+                length = int(match.group(1)) if match else None
+            if length is not None and len(buffer) - body_start >= length:
+                return first, now - started
+            if length is None and buffer.endswith(b"\r\n0\r\n\r\n"):
+                return first, now - started
+
+
+def sequential(server: Server, body: dict[str, object], n: int) -> tuple[list[float], list[float]]:
+    client = RawClient(server, body)
+    firsts, lasts = [], []
+    try:
         for i in range(n + n // 10):
-            started = time.perf_counter()
-            response = client.post(url, json=body)
-            response.read()
-            elapsed = time.perf_counter() - started
-            if response.status_code != 200:
-                raise RuntimeError(f"{url}: {response.status_code} {response.text[:200]}")
+            first, last = client.exchange()
             if i >= n // 10:  # the first tenth warms up connections and caches
-                samples.append(elapsed)
-    return samples
+                firsts.append(first)
+                lasts.append(last)
+    finally:
+        client.close()
+    return firsts, lasts
 
 
 def percentile(samples: list[float], q: float) -> float:
-    return statistics.quantiles(samples, n=1000)[int(q * 10) - 1] * 1000
+    return statistics.quantiles(samples, n=100)[int(q) - 1] * 1000
 
 
-def wrk(url: str, headers: dict[str, str], body: Mapping[str, object], seconds: int) -> float:
-    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+@dataclass
+class Load:
+    rps: float
+    requests: int
+    cpu_ms_per_request: float
+    p99_ms: float
+
+
+def wrk(server: Server, body: dict[str, object], connections: int, seconds: int) -> Load:
+    fd, name = tempfile.mkstemp(suffix=".lua")
+    os.close(fd)
+    script = Path(name)
     lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(body))}"]
-    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
+    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in server.headers.items()]
     lines.append('wrk.headers["Content-Type"] = "application/json"')
     script.write_text("\n".join(lines) + "\n")
+    pids = server.workers()
+    cpu_before = cpu_seconds(pids)
     out = subprocess.run(
-        ["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency", "-s", str(script), url],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            server.url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    cpu = cpu_seconds(pids) - cpu_before
     script.unlink()
-    if "Non-2xx" in out:
-        raise RuntimeError("wrk saw errors:\n" + out)
-    return float(
-        next(line for line in out.splitlines() if line.startswith("Requests/sec")).split()[1]
-    )
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk saw errors against {server.name}:\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    p99_ms = float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan")
+    return Load(rps, requests, cpu * 1000 / max(requests, 1), p99_ms)
+
+
+@dataclass
+class Results:
+    samples: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+
+    def add(self, key: str, value: float) -> None:
+        self.samples[key].append(value)
+
+    def median(self, key: str) -> float:
+        values = self.samples.get(key)
+        return statistics.median(values) if values else float("nan")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=1000, help="sequential, per round")
+    parser.add_argument("--seconds", type=int, default=5, help="per wrk run")
+    parser.add_argument("--connections", default="32,128")
+    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--memory-requests", type=int, default=100_000)
+    parser.add_argument("--json", type=Path, help="also write the medians here")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: install it (apt-get install wrk, brew install wrk)")
+    connections = [int(c) for c in args.connections.split(",")]
+    worker_counts = [int(w) for w in args.workers.split(",")]
 
-    stub_port, service_port, bare_port = free_port(), free_port(), free_port()
-    stub = f"http://127.0.0.1:{stub_port}/v1"
     workdir = Path(tempfile.mkdtemp(prefix="chatservice-bench-"))
+    stub_port = free_port()
+    stub_url = f"http://127.0.0.1:{stub_port}/v1"
     env = {
         **os.environ,
-        "PYTHONPATH": str(REPO),
+        # Kept after the repository: PYTHONPATH=<another checkout>/service benchmarks that code.
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         "CHATSERVICE_HOST": "127.0.0.1",
-        "CHATSERVICE_PORT": str(service_port),
-        "CHATSERVICE_WORKERS": "1",
         # No worker recycling mid-run: a restart would measure start-up, not requests (the
         # bare passthrough is not recycled either).
         "CHATSERVICE_MAX_REQUESTS": "0",
-        "CHATSERVICE_LOG_LEVEL": "WARNING",
+        # The default log level: the access line per request is part of what a request costs.
+        "CHATSERVICE_LOG_LEVEL": "INFO",
         "CHATSERVICE_ADMIN_API_KEY": KEY,
         "CHATSERVICE_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
         "CHATSERVICE_MODELS": json.dumps(
-            [{"name": "bench", "backend": "openai", "base_url": stub, "upstream_model": "stub"}]
+            [{"name": "bench", "backend": "openai", "base_url": stub_url, "upstream_model": "stub"}]
         ),
-        "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
     }
     subprocess.run([sys.executable, "-m", "chatservice.cli", "migrate"], env=env, check=True)
-    service = f"http://127.0.0.1:{service_port}/api/v1"
     auth = {"Authorization": f"Bearer {KEY}"}
-    stub_cmd = [sys.executable, "-m", "tests.service.stub_upstream", "--port", str(stub_port)]
-    service_cmd = [sys.executable, "-m", "chatservice.cli", "run"]
-    bare_cmd = [sys.executable, "-m", "gunicorn", "-w", "1", "-k", "uvicorn_worker.UvicornWorker",
-                "-b", f"127.0.0.1:{bare_port}", "--no-control-socket",
-                "tools.bench.bare_passthrough:app"]  # fmt: skip
-    bare = f"http://127.0.0.1:{bare_port}/v1"
-    results: dict[str, float] = {}
-    with (
-        process(stub_cmd, env, f"{stub}/models"),
-        process(service_cmd, env, f"{service}/health/live"),
-        process(bare_cmd, {**env, "BARE_UPSTREAM": stub}, f"{bare}/models"),
-    ):
-        for mode, body in (("json", BODY), ("stream", {**BODY, "stream": True})):
-            direct = latencies(f"{stub}/chat/completions", {}, body, args.requests)
-            through = latencies(f"{service}/chat/completions", auth, body, args.requests)
-            for name, samples in (("direct", direct), ("service", through)):
-                results[f"{mode}_{name}_p50_ms"] = percentile(samples, 50)
-                results[f"{mode}_{name}_p99_ms"] = percentile(samples, 99)
-            for q in ("p50", "p99"):
-                results[f"{mode}_added_{q}_ms"] = (
-                    results[f"{mode}_service_{q}_ms"] - results[f"{mode}_direct_{q}_ms"]
-                )
-        results["direct_rps"] = wrk(f"{stub}/chat/completions", {}, BODY, args.seconds)
-        results["service_rps"] = wrk(f"{service}/chat/completions", auth, BODY, args.seconds)
-        results["bare_passthrough_rps"] = wrk(f"{bare}/chat/completions", {}, BODY, args.seconds)
-    results["throughput_ratio"] = results["service_rps"] / results["direct_rps"]
-    results["bare_ratio"] = results["bare_passthrough_rps"] / results["direct_rps"]
-    shutil.rmtree(workdir, ignore_errors=True)
+    results = Results()
+    memory: dict[str, float] = {}
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}, "
-          f"Python {platform.python_version()}")  # fmt: skip
-    for mode in ("json", "stream"):
-        print(
-            f"{mode:6} direct p50 {results[f'{mode}_direct_p50_ms']:.2f} ms "
-            f"p99 {results[f'{mode}_direct_p99_ms']:.2f} ms | through service "
-            f"p50 {results[f'{mode}_service_p50_ms']:.2f} ms "
-            f"p99 {results[f'{mode}_service_p99_ms']:.2f} ms | added "
-            f"p50 {results[f'{mode}_added_p50_ms']:.2f} ms "
-            f"p99 {results[f'{mode}_added_p99_ms']:.2f} ms"
+    with ExitStack() as stack:
+        stub = stack.enter_context(
+            serve(
+                "direct",
+                [sys.executable, "-m", "tools.bench.raw_stub", "--port", str(stub_port)],
+                env,
+                stub_port,
+                "/v1/chat/completions",
+                {},
+            )
         )
+        systems: dict[str, Server] = {"direct": stub}
+        for workers in worker_counts:
+            port = free_port()
+            service_env = {
+                **env,
+                "CHATSERVICE_PORT": str(port),
+                "CHATSERVICE_WORKERS": str(workers),
+                "PROMETHEUS_MULTIPROC_DIR": str(workdir / f"metrics-{workers}"),
+            }
+            systems[f"service/{workers}w"] = stack.enter_context(
+                serve(
+                    "service",
+                    [sys.executable, "-m", "chatservice.cli", "run"],
+                    service_env,
+                    port,
+                    "/api/v1/chat/completions",
+                    auth,
+                )
+            )
+            port = free_port()
+            systems[f"bare/{workers}w"] = stack.enter_context(
+                serve(
+                    "bare",
+                    [
+                        sys.executable,
+                        "-m",
+                        "gunicorn",
+                        "-w",
+                        str(workers),
+                        "-k",
+                        "uvicorn_worker.UvicornWorker",
+                        "-b",
+                        f"127.0.0.1:{port}",
+                        "--no-control-socket",
+                        "tools.bench.bare_passthrough:app",
+                    ],
+                    {**env, "BARE_UPSTREAM": stub_url},
+                    port,
+                    "/v1/chat/completions",
+                    {},
+                )
+            )
+        one = worker_counts[0]
+        service_one = systems[f"service/{one}w"]
+        memory["cold_start_s"] = service_one.ready_after
+        memory["idle_rss_mb"] = statistics.mean(rss_mb(p) for p in service_one.workers())
+        memory["bare_idle_rss_mb"] = statistics.mean(
+            rss_mb(p) for p in systems[f"bare/{one}w"].workers()
+        )
+        sequential_systems = ["direct", f"bare/{one}w", f"service/{one}w"]
+        for round_ in range(args.rounds):
+            print(f"round {round_ + 1}/{args.rounds}", file=sys.stderr)
+            for mode, body in MODES.items():
+                for name in sequential_systems:
+                    firsts, lasts = sequential(systems[name], body, args.requests)
+                    results.add(f"{mode} {name} p50", percentile(lasts, 50))
+                    results.add(f"{mode} {name} p99", percentile(lasts, 99))
+                    if mode == "stream":
+                        results.add(f"{mode} {name} ttft p50", percentile(firsts, 50))
+                for c in connections:
+                    for name, server in systems.items():
+                        load = wrk(server, body, c, args.seconds)
+                        results.add(f"{mode} {name} c{c} rps", load.rps)
+                        results.add(f"{mode} {name} c{c} cpu", load.cpu_ms_per_request)
+                        results.add(f"{mode} {name} c{c} wrk p99", load.p99_ms)
+        if args.memory_requests:
+            print(f"memory: {args.memory_requests} requests", file=sys.stderr)
+            done = 0
+            while done < args.memory_requests:
+                for body in MODES.values():
+                    done += wrk(service_one, body, 32, args.seconds).requests
+            memory["requests_served"] = done
+            memory["after_rss_mb"] = statistics.mean(rss_mb(p) for p in service_one.workers())
+
+    shutil.rmtree(workdir, ignore_errors=True)
+    report(results, memory, args, connections, worker_counts)
+
+
+def report(
+    results: Results,
+    memory: dict[str, float],
+    args: argparse.Namespace,
+    connections: list[int],
+    worker_counts: list[int],
+) -> None:
+    med = results.median
     print(
-        f"throughput at 32 connections: direct {results['direct_rps']:.0f} req/s, "
-        f"through service {results['service_rps']:.0f} req/s "
-        f"({results['throughput_ratio']:.0%} of direct); a bare FastAPI + aiohttp passthrough "
-        f"{results['bare_passthrough_rps']:.0f} req/s ({results['bare_ratio']:.0%} of direct)"
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}, "
+        f"Python {platform.python_version()}; load average {os.getloadavg()[0]:.2f} at the end; "
+        f"medians of {args.rounds} interleaved rounds"
     )
-    print(json.dumps({k: round(v, 4) for k, v in results.items()}))
+    one = worker_counts[0]
+    print(f"\nsequential, {one} worker, {args.requests} requests a round (added = minus direct):")
+    for mode in MODES:
+        for name in ("direct", f"bare/{one}w", f"service/{one}w"):
+            p50, p99 = med(f"{mode} {name} p50"), med(f"{mode} {name} p99")
+            line = f"  {mode:6} {name:10} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms"
+            if name != "direct":
+                line += f"  added p50 {p50 - med(f'{mode} direct p50'):5.2f} ms"
+            if mode == "stream":
+                ttft = med(f"{mode} {name} ttft p50")
+                line += f"  TTFT p50 {ttft:5.2f} ms"
+                if name != "direct":
+                    line += f" (added {ttft - med(f'{mode} direct ttft p50'):5.2f})"
+            print(line)
+    print("\nthroughput (req/s), CPU per request (ms, server processes), wrk p99 (ms):")
+    names = ["direct"] + [f"{s}/{w}w" for w in worker_counts for s in ("bare", "service")]
+    for mode in MODES:
+        for c in connections:
+            for name in names:
+                print(
+                    f"  {mode:6} c={c:<4} {name:10} {med(f'{mode} {name} c{c} rps'):8.0f} req/s"
+                    f"  cpu {med(f'{mode} {name} c{c} cpu'):5.2f} ms"
+                    f"  p99 {med(f'{mode} {name} c{c} wrk p99'):7.2f} ms"
+                )
+    print("\nChatService against the bare passthrough (same run):")
+    for mode in MODES:
+        for w in worker_counts:
+            for c in connections:
+                s, b = f"{mode} service/{w}w c{c}", f"{mode} bare/{w}w c{c}"
+                throughput = med(s + " rps") / med(b + " rps")
+                print(
+                    f"  {mode:6} {w}w c={c:<4} throughput {throughput:.2f}x"
+                    f"  CPU per request {med(s + ' cpu') / med(b + ' cpu'):.2f}x"
+                )
+    print("\nmemory and start:")
+    print(f"  cold start to ready ({one} worker): {memory['cold_start_s']:.2f} s")
+    print(
+        f"  RSS per worker idle: service {memory['idle_rss_mb']:.0f} MB, "
+        f"bare {memory['bare_idle_rss_mb']:.0f} MB"
+    )
+    if "after_rss_mb" in memory:
+        print(
+            f"  RSS per worker after {memory['requests_served']:.0f} more requests: "
+            f"{memory['after_rss_mb']:.0f} MB"
+        )
+    medians = {key: round(med(key), 4) for key in results.samples}
+    summary = {"medians": medians, "memory": memory}
+    print(json.dumps(summary))
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":

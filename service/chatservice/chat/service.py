@@ -29,7 +29,7 @@ from chatservice.errors import (
     UpstreamError,
     error_body,
 )
-from chatservice.inference.base import CallStats, ChatBackend, Payload
+from chatservice.inference.base import CallStats, ChatBackend, Payload, StreamEvent
 from chatservice.observability import context, metrics
 from chatservice.observability.genai import ChatSpan
 
@@ -125,14 +125,17 @@ class Completion:
         except BaseException as exc:
             self._finish(_outcome(exc), exc)
             raise
-        self.response_model = first.get("model")
-        metrics.child(metrics.TIME_TO_FIRST_TOKEN, self.route.name).observe(
-            time.perf_counter() - self.started
+        self.response_model = first[0][0].get("model")
+        metrics.observe_latency(
+            metrics.TIME_TO_FIRST_TOKEN, time.perf_counter() - self.started, self.route.name
         )
         return self._events(first, chunks, include_usage)
 
     async def _events(
-        self, first: Payload, chunks: AsyncIterator[Payload], include_usage: bool
+        self,
+        first: list[StreamEvent],
+        chunks: AsyncIterator[list[StreamEvent]],
+        include_usage: bool,
     ) -> AsyncIterator[bytes]:
         outcome = "success"
         error: BaseException | None = None
@@ -142,16 +145,24 @@ class Completion:
         if self.streams is not None and task is not None:
             self.streams.add(task)
         try:
-            chunk: Payload | None = first
-            last = first
-            while chunk is not None:
-                tally.observe(chunk)
-                if include_usage or chunk.get("choices") or not chunk.get("usage"):
-                    if not include_usage:
-                        chunk.pop("usage", None)
-                    yield _event(chunk)
-                last = chunk
-                chunk = await anext(chunks, None)
+            batch: list[StreamEvent] | None = first
+            last = first[0][0]
+            while batch is not None:
+                # What one upstream read brought goes out in one write.
+                out: list[bytes] = []
+                for chunk, data in batch:
+                    tally.observe(chunk)
+                    last = chunk
+                    if not include_usage and "usage" in chunk:
+                        # The client did not ask for usage: no usage-only chunk, no field.
+                        if chunk["usage"] and not chunk.get("choices"):
+                            continue
+                        del chunk["usage"]
+                        data = orjson.dumps(chunk)
+                    out += (b"data: ", data, b"\n\n")
+                if out:
+                    yield b"".join(out)
+                batch = await anext(chunks, None)
             if not tally.complete:
                 raise UpstreamError(
                     f"The upstream for `{self.route.name}` ended the stream before finishing "
@@ -228,7 +239,7 @@ class Completion:
             metrics.child(metrics.UPSTREAM_ERRORS, model, error.failure_label).inc()
         overhead = time.perf_counter() - self.started - self.stats.upstream_seconds
         if self.route.backend != "echo":  # echo has no upstream: all of it is "overhead"
-            metrics.child(metrics.GATEWAY_OVERHEAD, model).observe(max(overhead, 0.0))
+            metrics.observe_latency(metrics.GATEWAY_OVERHEAD, max(overhead, 0.0), model)
         response_model = self.stats.upstream_model or self.response_model
         self.span.end(outcome, response_model, self.usage, self.finish_reasons)
 
@@ -256,7 +267,7 @@ def _event(payload: Payload) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
-async def _close(chunks: AsyncIterator[Payload]) -> None:
+async def _close(chunks: AsyncIterator[list[StreamEvent]]) -> None:
     aclose = getattr(chunks, "aclose", None)
     if aclose is not None:
         await aclose()

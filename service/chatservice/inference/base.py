@@ -9,6 +9,10 @@ from typing import Any, Literal, Protocol
 from chatservice.config import ModelRoute
 
 Payload = dict[str, Any]
+# One event of a relayed stream: the chunk, for what the gateway reads in it (usage, finish
+# reasons, content), and the bytes of its `data:` field as the client gets them, so that a
+# chunk the gateway does not change is relayed without being encoded again.
+StreamEvent = tuple[Payload, bytes]
 
 
 @dataclass(slots=True)
@@ -40,8 +44,10 @@ class ChatBackend(Protocol):
 
     def stream(
         self, route: ModelRoute, payload: Payload, stats: CallStats
-    ) -> AsyncIterator[Payload]:
-        """Yield `chat.completion.chunk` objects; the last one carries `usage`."""
+    ) -> AsyncIterator[list[StreamEvent]]:
+        """Yield the `chat.completion.chunk` events as they arrive: a non-empty list per read
+        from the upstream (so that what arrived together is relayed in one write); the last
+        chunk carries `usage`."""
         ...
 
     async def check(self, route: ModelRoute) -> BackendHealth:

@@ -12,8 +12,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
+
 from chatservice.config import ModelRoute
-from chatservice.inference.base import HEALTHY, BackendHealth, CallStats, Payload
+from chatservice.inference.base import HEALTHY, BackendHealth, CallStats, Payload, StreamEvent
 
 
 def _text_of(content: Any) -> str:
@@ -82,7 +84,11 @@ class EchoBackend:
 
     async def stream(
         self, route: ModelRoute, payload: Payload, stats: CallStats
-    ) -> AsyncIterator[Payload]:
+    ) -> AsyncIterator[list[StreamEvent]]:
+        async for chunk in self._chunks(route, payload):
+            yield [(chunk, orjson.dumps(chunk))]
+
+    async def _chunks(self, route: ModelRoute, payload: Payload) -> AsyncIterator[Payload]:
         words, finish_reason, prompt_tokens = self._answer(payload)
         n = payload.get("n") or 1
         base = {

@@ -24,7 +24,8 @@ from chatservice.errors import (
     UpstreamInvalidResponseError,
     UpstreamTimeoutError,
 )
-from chatservice.inference.base import BackendHealth, CallStats, Payload
+from chatservice.inference.base import BackendHealth, CallStats, Payload, StreamEvent
+from chatservice.inference.sse import DataFields
 from chatservice.inference.upstream_errors import (
     LOGGED_BODY_CHARS,
     broken,
@@ -105,38 +106,46 @@ class OpenAIBackend:
 
     async def stream(
         self, route: ModelRoute, payload: Payload, stats: CallStats
-    ) -> AsyncIterator[Payload]:
+    ) -> AsyncIterator[list[StreamEvent]]:
         deadline = time.monotonic() + self._settings.upstream_total_timeout
         # Ask for usage even when the client did not, so tokens are always counted; the
         # chat service drops that chunk again for clients that did not ask.
         upstream_payload = {**payload, "stream": True, "stream_options": {"include_usage": True}}
         response = await self._send(route, upstream_payload, stats, deadline)
+        fields = DataFields(route.name)
         finished = False
         try:
-            while True:
+            while not finished:
+                # One read takes whatever the upstream sent since the last: a timeout and a
+                # write to the client per read, not per event.
                 started = time.perf_counter()
                 try:
-                    line = await self._read(
-                        route, response.content.readline, deadline, "sending", mid_stream=True
+                    data = await self._read(
+                        route, response.content.readany, deadline, "sending", mid_stream=True
                     )
                 finally:
                     stats.upstream_seconds += time.perf_counter() - started
-                if not line:
+                if data:
+                    batch = fields.feed(data)
+                else:
                     # Without `[DONE]`: whether the answer is whole, the finish reasons tell
                     # (the chat service checks them).
                     finished = True
-                    return
-                data = _sse_data(line)
-                if data is None:
-                    continue
-                if data == b"[DONE]":
-                    finished = True
-                    return
-                chunk = _parse_chunk(route, data)
-                if stats.upstream_model is None:
-                    stats.upstream_model = chunk.get("model")
-                chunk["model"] = route.name
-                yield chunk
+                    batch = fields.end()
+                events: list[StreamEvent] = []
+                failure: UpstreamError | None = None
+                try:
+                    for field in batch:
+                        if field == b"[DONE]":
+                            finished = True
+                            break
+                        events.append(_event(route, field, stats))
+                except UpstreamError as exc:
+                    failure = exc
+                if events:
+                    yield events  # what came before a bad chunk still reaches the client
+                if failure is not None:
+                    raise failure
         finally:
             if finished:
                 response.release()
@@ -272,11 +281,17 @@ def _remaining(deadline: float) -> float:
     return max(deadline - time.monotonic(), 0.001)
 
 
-def _sse_data(line: bytes) -> bytes | None:
-    line = line.strip()
-    if not line.startswith(b"data:"):
-        return None  # blank separators, comments (": ping") and other SSE fields
-    return line[5:].strip()
+def _event(route: ModelRoute, data: bytes, stats: CallStats) -> StreamEvent:
+    """The chunk under the route's public name; its bytes are re-encoded only if that changed
+    them."""
+    chunk = _parse_chunk(route, data)
+    model = chunk.get("model")
+    if stats.upstream_model is None:
+        stats.upstream_model = model
+    if model != route.name:
+        chunk["model"] = route.name
+        data = orjson.dumps(chunk)
+    return chunk, data
 
 
 def _parse_chunk(route: ModelRoute, data: bytes) -> Payload:

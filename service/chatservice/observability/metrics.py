@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
 from prometheus_client import (
@@ -17,10 +17,14 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Metric,
     generate_latest,
 )
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.openmetrics import exposition as openmetrics
+
+from chatservice.observability import exemplars
 
 MetricT = TypeVar("MetricT", bound=MetricWrapperBase)
 
@@ -90,6 +94,13 @@ def child(metric: MetricT, *labels: str) -> MetricT:
     return metric.labels(*labels)
 
 
+def observe_latency(histogram: Histogram, value: float, *labels: str) -> None:
+    """`child(histogram, *labels).observe(value)`, with the current trace as the bucket's
+    exemplar when tracing is on (exemplars.py)."""
+    child(histogram, *labels).observe(value)
+    exemplars.record(histogram, labels, value)
+
+
 # Outcomes the error-ratio alerts and dashboards count as failures, published at 0.
 FAILED_OUTCOMES = (
     "unavailable",
@@ -125,10 +136,24 @@ def status_class(status: int) -> str:
     return f"{status // 100}xx"
 
 
-def exposition() -> tuple[bytes, str]:
-    """The text exposition; in multiprocess mode it adds up every worker's files."""
+def exposition(accept: str = "") -> tuple[bytes, str]:
+    """The text exposition, or OpenMetrics (with exemplars) when the scraper asks for it; in
+    multiprocess mode it adds up every worker's files."""
+    registry: CollectorRegistry = REGISTRY
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    if "application/openmetrics-text" not in accept:
         return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    body = openmetrics.generate_latest(_WithExemplars(registry))  # type: ignore[no-untyped-call]
+    return body, openmetrics.CONTENT_TYPE_LATEST
+
+
+class _WithExemplars:
+    """A registry's families with the exemplars attached, for the OpenMetrics encoder."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        return exemplars.attach(self._registry.collect(), exemplars.newest())

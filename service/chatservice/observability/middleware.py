@@ -80,7 +80,7 @@ class RequestContextMiddleware:
             status_class = metrics.status_class(status)
             outcome = record.outcome or _outcome_of_status(status)
             metrics.child(metrics.HTTP_REQUESTS, method, route, status_class).inc()
-            metrics.child(metrics.HTTP_DURATION, method, route).observe(elapsed)
+            metrics.observe_latency(metrics.HTTP_DURATION, elapsed, method, route)
             if route == CHAT_COMPLETIONS_PATH:
                 # Here, not in the chat service, so requests refused before it (a bad key, an
                 # invalid body, an unknown model) are counted too.
