@@ -213,6 +213,15 @@ class StubUpstream:
             self._thread.join(timeout=10)
 
 
+def echo_and_stub_routes(upstream: StubUpstream, api_key: str = "sk-upstream") -> str:
+    """`CHATSERVICE_MODELS` for a service with the echo model and `upstream` as `upstream`."""
+    return json.dumps([
+        {"name": "echo", "backend": "echo"},
+        {"name": "upstream", "backend": "openai", "base_url": upstream.base_url,
+         "upstream_model": "stub-model-v1", "api_key": api_key},
+    ])  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=9100)

@@ -4,7 +4,6 @@ into the figures a verdict uses. A renamed metric or outcome on either side fail
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 import httpx
@@ -14,18 +13,13 @@ from chatservice_operator.identity import Track
 from chatservice_operator.scrape import ServingPod, parse_exposition
 from chatservice_operator.verdict import figures
 from tests.service.gunicorn_server import Gunicorn
-from tests.service.stub_upstream import StubUpstream
+from tests.service.stub_upstream import StubUpstream, echo_and_stub_routes
 
 
 def test_the_canary_reads_requests_errors_streams_and_latencies_from_a_real_pod(
     start_gunicorn: Callable[..., Gunicorn], upstream: StubUpstream
 ) -> None:
-    routes = [
-        {"name": "echo", "backend": "echo"},
-        {"name": "upstream", "backend": "openai", "base_url": upstream.base_url,
-         "upstream_model": "stub-model-v1", "api_key": "sk-upstream"},
-    ]  # fmt: skip
-    server = start_gunicorn(CHATSERVICE_MODELS=json.dumps(routes))
+    server = start_gunicorn(CHATSERVICE_MODELS=echo_and_stub_routes(upstream))
     sdk = server.sdk()
     messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello there"}]
     for _ in range(3):

@@ -4,7 +4,6 @@ operator process, not from a list kept by hand."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from tests.chart.dashboards import metric_names, queries, shipped
 from tests.ports import free_port
 from tests.service.gunicorn_server import Gunicorn, gunicorn_starter
 from tests.service.operator_process import emulated_cluster, operator_process
-from tests.service.stub_upstream import StubUpstream
+from tests.service.stub_upstream import StubUpstream, echo_and_stub_routes
 
 # Series Prometheus adds to every scrape target itself.
 PROMETHEUS_SERIES = {"up"}
@@ -56,12 +55,7 @@ def serve_each_kind_of_request(server: Gunicorn, upstream: StubUpstream) -> None
 def test_gateway_dashboard_names_only_metrics_the_service_exports(
     start_gunicorn: Callable[..., Gunicorn], upstream: StubUpstream
 ) -> None:
-    routes = [
-        {"name": "echo", "backend": "echo"},
-        {"name": "upstream", "backend": "openai", "base_url": upstream.base_url,
-         "upstream_model": "stub-model-v1", "api_key": "sk-upstream"},
-    ]  # fmt: skip
-    server = start_gunicorn(CHATSERVICE_MODELS=json.dumps(routes))
+    server = start_gunicorn(CHATSERVICE_MODELS=echo_and_stub_routes(upstream))
     serve_each_kind_of_request(server, upstream)
     names = exported(httpx.get(server.url + "/metrics", timeout=5).text) | PROMETHEUS_SERIES
     dashboard = shipped()["chatservice-gateway"]

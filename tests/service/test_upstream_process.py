@@ -10,15 +10,7 @@ from typing import Any
 import httpx
 
 from tests.service.gunicorn_server import BackgroundStream, Gunicorn
-from tests.service.stub_upstream import StubUpstream
-
-
-def _routes(upstream: StubUpstream) -> str:
-    return json.dumps([
-        {"name": "echo", "backend": "echo"},
-        {"name": "upstream", "backend": "openai", "base_url": upstream.base_url,
-         "upstream_model": "stub-model-v1", "api_key": "sk-upstream-secret"},
-    ])  # fmt: skip
+from tests.service.stub_upstream import StubUpstream, echo_and_stub_routes
 
 
 def _entries(server: Gunicorn) -> list[dict[str, Any]]:
@@ -29,7 +21,10 @@ def _entries(server: Gunicorn) -> list[dict[str, Any]]:
 def test_every_line_of_a_failed_request_has_its_request_id_and_outcome(
     start_gunicorn: Callable[..., Gunicorn], upstream: StubUpstream
 ) -> None:
-    server = start_gunicorn(CHATSERVICE_MODELS=_routes(upstream), CHATSERVICE_WORKERS="1")
+    server = start_gunicorn(
+        CHATSERVICE_MODELS=echo_and_stub_routes(upstream, api_key="sk-upstream-secret"),
+        CHATSERVICE_WORKERS="1",
+    )
     headers = {"Authorization": f"Bearer {server.key}"}
     ask = {"model": "upstream", "messages": [{"role": "user", "content": "hi"}]}
     upstream.plan[:] = ["status:500", "unfinished_stream", "status:401"]
