@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from chatservice.errors import ChatServiceError, error_body
 from chatservice.observability import context
@@ -40,11 +41,25 @@ def install(app: FastAPI) -> None:
             message = f"Unknown request URL: {request.method} {request.url.path}."
         else:
             message = str(exc.detail)
+        headers = exc.headers
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": allowed_methods(request)}
         return JSONResponse(
             error_body(message, "invalid_request_error", code=_HTTP_CODES.get(exc.status_code)),
             exc.status_code,
-            headers=exc.headers,
+            headers=headers,
         )
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method of every route with this path: Starlette's 405 names only the first route's
+    (a path served by a GET and a PUT route would answer `Allow: GET`)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
 
 
 def describe_validation_errors(errors: Sequence[Any]) -> tuple[str, str | None]:
