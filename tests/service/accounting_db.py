@@ -45,10 +45,10 @@ async def ledger_rows(database_url: str, **where: object) -> list[UsageEvent]:
 
 
 async def wait_for_rows(
-    database_url: str, count: int, timeout: float = 20.0, **where: object
+    database_url: str, count: int, within: float = 20.0, **where: object
 ) -> list[UsageEvent]:
     """The rows once there are `count` of them (the ledger writes every second)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     engine = create_async_engine(database_url)
     try:
         while True:
@@ -56,7 +56,7 @@ async def wait_for_rows(
                 found = await session.scalar(
                     select(func.count()).select_from(UsageEvent).filter_by(**where)
                 )
-            if found is not None and found >= count or time.monotonic() > deadline:
+            if (found is not None and found >= count) or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.2)
     finally:

@@ -71,7 +71,7 @@ async def test_a_10_second_database_outage_loses_no_usage_row(
         assert held > 0, "rows written while the database was stopped?"
         for _ in range(5):
             await complete()
-        rows = await wait_for_rows(own_postgres.url(), sent, timeout=30)
+        rows = await wait_for_rows(own_postgres.url(), sent, within=30)
         assert ledger.queued == 0
     assert len(rows) == sent
     assert len({row.id for row in rows}) == sent
@@ -92,8 +92,8 @@ async def test_a_stopping_worker_writes_the_rows_it_holds(
                 headers={"Authorization": f"Bearer {key}"},
             )
             assert response.status_code == 200
-    assert await wait_for_rows(pg_url, 20, timeout=0.5, key_id=key_id) == []
+    assert await wait_for_rows(pg_url, 20, within=0.5, key_id=key_id) == []
     server.process.send_signal(signal.SIGTERM)
     server.process.wait(timeout=30)
-    rows = await wait_for_rows(pg_url, 20, timeout=5, key_id=key_id)
+    rows = await wait_for_rows(pg_url, 20, within=5, key_id=key_id)
     assert len(rows) == 20

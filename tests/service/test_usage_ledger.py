@@ -50,9 +50,7 @@ def database(create_database: Callable[[], str]) -> str:
 
 @pytest.fixture
 async def service(database: str, upstream: StubUpstream) -> AsyncIterator[str]:
-    settings = make_settings(
-        database, upstream, models=_routes(upstream), upstream_max_retries=0
-    )
+    settings = make_settings(database, upstream, models=_routes(upstream), upstream_max_retries=0)
     async with serve_on_loopback(create_app(settings)) as url:
         yield url
 
@@ -89,7 +87,8 @@ async def test_every_completion_leaves_one_row_with_its_tokens_and_cost(
     sdk = _sdk(service, key)
 
     answer = await sdk.chat.completions.create(model="upstream", messages=MESSAGES)
-    assert answer.usage is not None and answer.usage.total_tokens == 10
+    assert answer.usage is not None
+    assert answer.usage.total_tokens == 10
 
     stream = await sdk.chat.completions.create(
         model="upstream", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
@@ -121,13 +120,16 @@ async def test_every_completion_leaves_one_row_with_its_tokens_and_cost(
     assert (json_ok.status, json_ok.outcome, json_ok.stream) == (200, "success", False)
     assert json_ok.cost_usd == pytest.approx((5 * INPUT_PRICE + 5 * OUTPUT_PRICE) / 1e6)
     assert json_ok.upstream == "stub-model-v1"
-    assert json_ok.time_to_first_token_ms is None and json_ok.latency_ms > 0
-    assert (stream_ok.completion_tokens, stream_ok.stream, stream_ok.outcome) == (5, True, "success")
+    assert json_ok.time_to_first_token_ms is None
+    assert json_ok.latency_ms > 0
+    assert (stream_ok.completion_tokens, stream_ok.outcome) == (5, "success")
+    assert stream_ok.stream
     assert stream_ok.time_to_first_token_ms is not None
     assert not stream_ok.tokens_estimated
     assert (counted.completion_tokens, counted.tokens_estimated) == (5, True)
     assert (failed.status, failed.outcome, failed.total_tokens) == (502, "upstream_error", 0)
-    assert cut_upstream.status == 200 and cut_upstream.outcome != "success"
+    assert cut_upstream.status == 200
+    assert cut_upstream.outcome != "success"
     assert cut_upstream.completion_tokens == 1  # the one word that reached the client
     assert cut_client.outcome == "cancelled"
     assert 5 <= cut_client.completion_tokens < 200  # what was relayed before the hang-up
