@@ -18,6 +18,7 @@ from starlette.routing import Match
 from chatservice.errors import ChatServiceError, error_body
 from chatservice.observability import context
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 _HTTP_CODES = {404: "unknown_url", 405: "method_not_allowed", 413: "request_too_large"}
 
 
@@ -52,14 +53,16 @@ def install(app: FastAPI) -> None:
 
 
 def allowed_methods(request: Request) -> str:
-    """Every method of every route with this path: Starlette's 405 names only the first route's
-    (a path served by a GET and a PUT route would answer `Allow: GET`)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is not Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
-    return ", ".join(sorted(methods))
+    """Every method some route serves at this path: Starlette's 405 names only the methods of
+    the first route that matched the path (a GET and a PUT route would answer `Allow: GET`)."""
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL
+               for route in routes)
+    ]  # fmt: skip
+    return ", ".join(allowed)
 
 
 def describe_validation_errors(errors: Sequence[Any]) -> tuple[str, str | None]:
