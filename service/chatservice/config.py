@@ -181,6 +181,9 @@ class Settings(BaseSettings):
     rate_limit_file: Path = Path("./var/rate-limits.sqlite")
     # Seconds a key's limit settings are cached per worker: how long a change takes.
     limits_cache_ttl: float = Field(default=10.0, ge=0)
+    # Seconds a worker reuses a key's, user's or team's spend read from the ledger (it adds
+    # its own costs meanwhile): how far other workers may overshoot a budget.
+    budget_cache_ttl: float = Field(default=5.0, ge=0)
 
     # HTTP.
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()

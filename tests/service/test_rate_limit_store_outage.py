@@ -75,6 +75,9 @@ async def test_limits_are_read_and_set_by_admins_on_one_path(database: str) -> N
             "requests_per_minute": None,
             "tokens_per_minute": None,
             "max_concurrent": None,
+            "max_budget_usd": None,
+            "soft_budget_usd": None,
+            "budget_period": "none",
         }
         assert (await http.put(path, json={"max_concurrent": 3}, headers=AUTH)).status_code == 200
         assert (await http.get(path, headers=AUTH)).json()["max_concurrent"] == 3

@@ -49,6 +49,9 @@ async def _set_limits(server: Gunicorn, key_id: uuid.UUID, **limits: int) -> Non
         "requests_per_minute": None,
         "tokens_per_minute": None,
         "max_concurrent": None,
+        "max_budget_usd": None,
+        "soft_budget_usd": None,
+        "budget_period": "none",
         **limits,
     }
 

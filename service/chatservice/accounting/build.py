@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from chatservice.accounting.budgets import BudgetTracker
 from chatservice.accounting.file_store import FileLimitStore
 from chatservice.accounting.ledger import UsageLedger
 from chatservice.accounting.limit_settings import LimitSettings
@@ -36,6 +37,7 @@ def build_accounting(
     return Accounting(
         ledger,
         LimitSettings(sessionmaker, settings.limits_cache_ttl, settings.db_request_timeout),
+        BudgetTracker(sessionmaker, ledger, settings.budget_cache_ttl, settings.db_request_timeout),
         store,
         failure_mode=settings.rate_limit_failure_mode,
         timeout=settings.redis_timeout,

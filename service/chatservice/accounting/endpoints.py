@@ -93,7 +93,7 @@ _LIMITS_ERRORS = error_responses(400, *AUTH_ERRORS, 403)
 
 @router.get(
     LIMITS_PATH,
-    summary="The rate limits of a key, user or team",
+    summary="The rate limits and budget of a key, user or team",
     response_model=SubjectLimitsBody,
     responses=_LIMITS_ERRORS,
     openapi_extra=AUTHENTICATED,
@@ -109,13 +109,16 @@ async def get_limits(
         requests_per_minute=row.requests_per_minute,
         tokens_per_minute=row.tokens_per_minute,
         max_concurrent=row.max_concurrent,
+        max_budget_usd=row.max_budget_usd,
+        soft_budget_usd=row.soft_budget_usd,
+        budget_period=row.budget_period,
     )
 
 
 @router.put(
     LIMITS_PATH,
-    summary="Set the rate limits of a key, user or team (all null: none); workers apply them "
-    "within `CHATSERVICE_LIMITS_CACHE_TTL` seconds",
+    summary="Set the rate limits and budget of a key, user or team (all null: none); workers "
+    "apply them within `CHATSERVICE_LIMITS_CACHE_TTL` seconds",
     response_model=SubjectLimitsBody,
     responses=_LIMITS_ERRORS,
     openapi_extra=AUTHENTICATED,
@@ -147,7 +150,11 @@ async def put_limits(
         row.requests_per_minute = body.requests_per_minute
         row.tokens_per_minute = body.tokens_per_minute
         row.max_concurrent = body.max_concurrent
+        row.max_budget_usd = body.max_budget_usd
+        row.soft_budget_usd = body.soft_budget_usd
+        row.budget_period = body.budget_period
         row.updated_at = datetime.now(UTC)
     await session.flush()
     runtime.accounting.limit_settings.forget()
+    runtime.accounting.budgets.forget()
     return body

@@ -57,6 +57,10 @@ class UsageLedger:
     def queued(self) -> int:
         return len(self._queue)
 
+    def unwritten(self) -> list[Row]:
+        """The rows queued or held now (not those of a batch being written)."""
+        return list(self._queue)
+
     def record(self, row: Row) -> None:
         """Queue one row; never waits (the request path calls it)."""
         if len(self._queue) >= self._max_held:

@@ -37,11 +37,24 @@ class UsageReport(BaseModel):
     totals: UsageFigures
 
 
+BudgetPeriod = Literal["daily", "weekly", "monthly", "none"]
+_MAX_USD = 1e12
+
+
 class SubjectLimitsBody(BaseModel):
-    """Rate limits; null (or left out): no limit of that kind."""
+    """Rate limits and budget; null (or left out): no limit of that kind."""
 
     model_config = ConfigDict(extra="forbid")
 
     requests_per_minute: int | None = Field(default=None, ge=1, le=_MAX_LIMIT)
     tokens_per_minute: int | None = Field(default=None, ge=1, le=_MAX_LIMIT)
     max_concurrent: int | None = Field(default=None, ge=1, le=_MAX_LIMIT)
+    max_budget_usd: float | None = Field(
+        default=None, ge=0, le=_MAX_USD, description="Past this spend in the period: 429."
+    )
+    soft_budget_usd: float | None = Field(
+        default=None, ge=0, le=_MAX_USD, description="Past this spend: counted, not refused."
+    )
+    budget_period: BudgetPeriod = Field(
+        default="none", description="UTC calendar day, week (from Monday) or month; none: ever."
+    )

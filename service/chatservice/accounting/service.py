@@ -1,5 +1,5 @@
-"""Accounting on the chat path: admission (rate limits) before the backend is called, and at
-the end one ledger row and the settlement of what admission reserved.
+"""Accounting on the chat path: admission (budgets, rate limits) before the backend is called,
+and at the end one ledger row and the settlement of what admission reserved.
 
 A request costs at most one awaited store round trip (the admission check), and none when its
 key, user and team have no limits; the settlement is sent by a background task.
@@ -19,6 +19,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from chatservice.accounting.budgets import Budget, BudgetTracker
 from chatservice.accounting.headers import duration, rate_limit_headers
 from chatservice.accounting.ledger import UsageLedger
 from chatservice.accounting.limit_settings import LimitSettings, Subject
@@ -66,6 +67,7 @@ class Admission:
     route: ModelRoute
     stream: bool
     limits: tuple[Limit, ...] = ()
+    budgets: tuple[Budget, ...] = ()
     reserved_tokens: int = 0
     lease: str = ""
     headers: dict[str, str] = field(default_factory=dict)
@@ -86,6 +88,8 @@ class Admission:
         cost = cost_usd(self.route, prompt, completion)
         if cost > 0:
             metrics.child(metrics.SPEND, self.route.name).inc(cost)
+            if self.budgets:
+                self.accounting.budgets.add(self.budgets, cost)
         record = context.current_record()
         self.accounting.ledger.record(
             {
@@ -131,6 +135,7 @@ class Accounting:
         self,
         ledger: UsageLedger,
         limit_settings: LimitSettings,
+        budgets: BudgetTracker,
         store: LimitStore,
         *,
         failure_mode: str,
@@ -140,6 +145,7 @@ class Accounting:
     ) -> None:
         self.ledger = ledger
         self.limit_settings = limit_settings
+        self.budgets = budgets
         self.store = store
         self._fail_open = failure_mode == "open"
         self._timeout = timeout
@@ -153,7 +159,12 @@ class Accounting:
     async def admit(self, principal: Principal, route: ModelRoute, payload: Payload) -> Admission:
         stream = bool(payload.get("stream"))
         admission = Admission(self, principal, route, stream)
-        limits = await self.limit_settings.get(subjects_of(principal))
+        policy = await self.limit_settings.get(subjects_of(principal))
+        if policy.budgets:
+            # Before the rate limits: a refused request takes nothing from them.
+            await self.budgets.check(policy.budgets)
+            admission.budgets = policy.budgets
+        limits = policy.limits
         if not limits:
             return admission
         tokens = reserved_tokens(route, payload)

@@ -43,7 +43,7 @@ class UsageEvent(Base):
 
 
 class SubjectLimits(Base):
-    """Rate limits of one key, user or team; a missing row or a null field: no limit."""
+    """Rate limits and budget of one key, user or team; a missing row or a null field: none."""
 
     __tablename__ = "accounting_limits"
 
@@ -52,4 +52,9 @@ class SubjectLimits(Base):
     requests_per_minute: Mapped[int | None] = mapped_column(Integer)
     tokens_per_minute: Mapped[int | None] = mapped_column(Integer)
     max_concurrent: Mapped[int | None] = mapped_column(Integer)
+    # Spend in USD per period (daily, weekly, monthly: UTC calendar; none: ever): past
+    # `max_budget_usd` requests are refused, past `soft_budget_usd` counted.
+    max_budget_usd: Mapped[float | None] = mapped_column(Float)
+    soft_budget_usd: Mapped[float | None] = mapped_column(Float)
+    budget_period: Mapped[str] = mapped_column(String(8), default="none")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -117,6 +117,12 @@ RATE_LIMITED = Counter(
     "and the scope it was set on (key, user, team).",
     ["limit", "scope"],
 )
+OVER_BUDGET = Counter(
+    "chatservice_over_budget_requests_total",
+    "Chat completions from a key, user or team past its budget: `hard` ones were refused "
+    "(429 insufficient_quota), `soft` ones served and counted.",
+    ["scope", "budget"],
+)
 RATE_LIMIT_STORE_ERRORS = Counter(
     "chatservice_rate_limit_store_errors_total",
     "Rate limit checks the store (Redis or the pod's file) could not answer, by what the "

@@ -1,4 +1,4 @@
-"""accounting: the usage ledger and limits per key, user or team
+"""accounting: the usage ledger, and limits and budgets per key, user or team
 
 Revision ID: c7a2e91d4b35
 Revises: 8b3d5e6f2a41
@@ -48,6 +48,9 @@ def upgrade() -> None:
         sa.Column("requests_per_minute", sa.Integer(), nullable=True),
         sa.Column("tokens_per_minute", sa.Integer(), nullable=True),
         sa.Column("max_concurrent", sa.Integer(), nullable=True),
+        sa.Column("max_budget_usd", sa.Float(), nullable=True),
+        sa.Column("soft_budget_usd", sa.Float(), nullable=True),
+        sa.Column("budget_period", sa.String(length=8), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("scope", "subject_id", name=op.f("pk_accounting_limits")),
     )
