@@ -67,7 +67,12 @@ def create_app(
             else None,
         )
         sessionmaker = create_sessionmaker(engine)
-        accounting = build_accounting(settings, engine, sessionmaker)
+        tracer = (
+            tracer_provider.get_tracer("chatservice", __version__)
+            if tracer_provider is not None
+            else None
+        )
+        accounting = build_accounting(settings, engine, sessionmaker, tracer)
         runtime = Runtime(
             settings=settings,
             engine=engine,
@@ -88,9 +93,7 @@ def create_app(
             ),
             schema=SchemaHistory.load(script_directory()),
             accounting=accounting,
-            tracer=tracer_provider.get_tracer("chatservice", __version__)
-            if tracer_provider is not None
-            else None,
+            tracer=tracer,
             token_counters=token_counters,
         )
         app.state.runtime = runtime

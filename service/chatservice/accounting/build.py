@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from opentelemetry.trace import Tracer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from chatservice.accounting.budgets import BudgetTracker
@@ -18,7 +19,10 @@ LEASE_MARGIN_SECONDS = 60.0
 
 
 def build_accounting(
-    settings: Settings, engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+    settings: Settings,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    tracer: Tracer | None = None,
 ) -> Accounting:
     """Call inside the worker's event loop: the ledger's writer task starts here."""
     store: LimitStore
@@ -32,6 +36,7 @@ def build_accounting(
         flush_interval=settings.ledger_flush_interval,
         max_held=settings.ledger_max_held,
         write_timeout=settings.ledger_write_timeout,
+        tracer=tracer,
     )
     ledger.start()
     return Accounting(

@@ -17,6 +17,8 @@ import time
 from collections import deque
 from typing import Any
 
+from opentelemetry.context import Context
+from opentelemetry.trace import Tracer
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -39,8 +41,11 @@ class UsageLedger:
         flush_interval: float,
         max_held: int,
         write_timeout: float,
+        tracer: Tracer | None = None,
     ) -> None:
         self._engine = engine
+        # One span per batch, so that its connection and insert are one trace of their own.
+        self._tracer = tracer
         self._batch_size = batch_size
         self._flush_interval = flush_interval
         self._max_held = max_held
@@ -130,6 +135,15 @@ class UsageLedger:
         return True
 
     async def _insert(self, batch: list[Row]) -> None:
+        if self._tracer is None:
+            await self._execute(batch)
+            return
+        with self._tracer.start_as_current_span(
+            "usage ledger write", context=Context(), attributes={"chatservice.rows": len(batch)}
+        ):
+            await self._execute(batch)
+
+    async def _execute(self, batch: list[Row]) -> None:
         async with self._engine.begin() as connection:
             await connection.execute(self._statement, batch)
 
