@@ -62,7 +62,8 @@ async def test_a_healthy_canary_is_promoted(cluster: Cluster, pods: Pods) -> Non
         assert record[track]["errorRatio"] == 0
         assert record[track]["streamCompletionRatio"] == 1
         assert 0.1 < record[track]["timeToFirstTokenP95"] <= 0.25  # 0.2 s, in (0.1, 0.25]
-    assert record["baseline"] == []
+    assert record["readings"] == []
+    assert record["window"] == []
     assert condition(cluster, "Progressing") == ("True", "CanaryPassed")
     await eventually(lambda: cluster.get(DEPLOYMENTS, CANARY) is None, message="canary removed")
     await cluster.roll_out(STABLE)
@@ -136,8 +137,8 @@ async def test_an_operator_restarted_mid_canary_continues_the_same_window(
     async with pods.traffic():
         await canary_of_new(cluster, pods)
         started = await eventually(lambda: canary_status(cluster).get("started"), "the window")
-        baseline = canary_status(cluster)["baseline"]
-        assert {sample["track"] for sample in baseline} == {"stable", "canary"}
+        readings = canary_status(cluster)["readings"]
+        assert {sample["track"] for sample in readings} == {"stable", "canary"}
         await operator.stop()
         await asyncio.sleep(0.5)
         await operator.start()
