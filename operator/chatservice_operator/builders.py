@@ -50,14 +50,18 @@ def _api_key_env(index: int) -> str:
 
 
 def _models_json(cs: ChatService) -> str:
-    routes: list[dict[str, str]] = []
+    routes: list[dict[str, str | float]] = []
     for index, backend in enumerate(cs.spec.inference.backends):
-        route = {"name": backend.model, "backend": backend.backend}
+        route: dict[str, str | float] = {"name": backend.model, "backend": backend.backend}
         if backend.base_url is not None:
             route["base_url"] = backend.base_url
         route["upstream_model"] = backend.upstream_model or backend.model
         if backend.max_tokens_field is not None:
             route["max_tokens_field"] = backend.max_tokens_field
+        for price in ("input_price_per_million_tokens", "output_price_per_million_tokens"):
+            value = getattr(backend, price)
+            if value is not None:
+                route[price] = value
         if backend.api_key_secret_ref is not None:
             route["api_key_env"] = _api_key_env(index)
         routes.append(route)

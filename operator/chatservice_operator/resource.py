@@ -39,6 +39,9 @@ class Backend(_Model):
     base_url: str | None = Field(default=None, alias="baseURL")
     upstream_model: str | None = None
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = None
+    # USD per million tokens; the service's default (0) when not set.
+    input_price_per_million_tokens: float | None = Field(default=None, ge=0)
+    output_price_per_million_tokens: float | None = Field(default=None, ge=0)
     api_key_secret_ref: SecretKeyRef | None = None
 
     @model_validator(mode="after")

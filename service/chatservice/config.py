@@ -56,6 +56,13 @@ class ModelRoute(BaseModel):
         description="A local Hugging Face `tokenizer.json` that counts tokens when the upstream "
         "reports no usage (otherwise they are estimated).",
     )
+    # Prices give each usage ledger row its cost (and the usage API its spend).
+    input_price_per_million_tokens: float = Field(
+        default=0.0, ge=0, description="USD per million prompt tokens."
+    )
+    output_price_per_million_tokens: float = Field(
+        default=0.0, ge=0, description="USD per million completion tokens."
+    )
 
     @model_validator(mode="after")
     def _openai_needs_base_url(self) -> Self:
@@ -154,6 +161,29 @@ class Settings(BaseSettings):
     health_backend_timeout: float = Field(default=2.0, gt=0)
     # Seconds one upstream's check (`GET /models`) is reused by every route and request.
     health_backend_cache_ttl: float = Field(default=5.0, ge=0)
+
+    # Usage ledger: each worker queues one row per chat completion and writes them in batches,
+    # off the request path. While the database is down rows are held, up to `ledger_max_held`
+    # per worker; beyond that new rows are dropped (and counted).
+    ledger_batch_size: int = Field(default=500, ge=1)
+    ledger_flush_interval: float = Field(default=1.0, gt=0)
+    ledger_max_held: int = Field(default=100_000, ge=1)
+    ledger_write_timeout: float = Field(default=5.0, gt=0)
+    # Seconds a stopping worker spends writing what it still holds.
+    ledger_shutdown_timeout: float = Field(default=10.0, gt=0)
+
+    # Rate limits. With Redis they are exact across workers and replicas; without, a SQLite
+    # file every worker of the pod shares (`rate_limit_file`) makes them exact per pod.
+    redis_url: SecretStr | None = None
+    redis_timeout: float = Field(default=0.25, gt=0)
+    # What a request gets when the limit store cannot be asked: let through, or 503.
+    rate_limit_failure_mode: Literal["open", "closed"] = "open"
+    rate_limit_file: Path = Path("./var/rate-limits.sqlite")
+    # Seconds a key's limit settings are cached per worker: how long a change takes.
+    limits_cache_ttl: float = Field(default=10.0, ge=0)
+    # Seconds a worker reuses a key's, user's or team's spend read from the ledger (it adds
+    # its own costs meanwhile): how far other workers may overshoot a budget.
+    budget_cache_ttl: float = Field(default=5.0, ge=0)
 
     # HTTP.
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()

@@ -16,6 +16,7 @@ from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 
 from chatservice import __version__
+from chatservice.accounting.build import build_accounting
 from chatservice.api import api_router
 from chatservice.chat.schemas import ChatCompletionRequest
 from chatservice.chat.usage import load_token_counters
@@ -65,10 +66,17 @@ def create_app(
             if tracer_provider is not None
             else None,
         )
+        sessionmaker = create_sessionmaker(engine)
+        tracer = (
+            tracer_provider.get_tracer("chatservice", __version__)
+            if tracer_provider is not None
+            else None
+        )
+        accounting = build_accounting(settings, engine, sessionmaker, tracer)
         runtime = Runtime(
             settings=settings,
             engine=engine,
-            sessionmaker=create_sessionmaker(engine),
+            sessionmaker=sessionmaker,
             http=http,
             routing=RoutingTable(settings, http),
             authenticator=KeyAuthenticator(
@@ -84,9 +92,8 @@ def create_app(
                 retry_after=settings.db_retry_after,
             ),
             schema=SchemaHistory.load(script_directory()),
-            tracer=tracer_provider.get_tracer("chatservice", __version__)
-            if tracer_provider is not None
-            else None,
+            accounting=accounting,
+            tracer=tracer,
             token_counters=token_counters,
         )
         app.state.runtime = runtime
@@ -97,6 +104,9 @@ def create_app(
             yield
         finally:
             restore_signal()
+            # Before the engine goes: the ledger writes what it still holds.
+            await accounting.ledger.close(settings.ledger_shutdown_timeout)
+            await accounting.close(settings.redis_timeout * 4)
             await http.close()
             await engine.dispose()
             if tracer_provider is not None:

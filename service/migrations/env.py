@@ -9,6 +9,7 @@ from alembic import context
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from chatservice.accounting import tables as _accounting_tables  # noqa: F401 - registers them
 from chatservice.config import Settings
 from chatservice.db.engine import Base
 from chatservice.keys import tables as _keys_tables  # noqa: F401 - registers the tables

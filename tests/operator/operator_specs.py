@@ -19,6 +19,8 @@ SPEC: dict[str, Any] = {
                 "baseURL": "http://vllm:8000/v1",
                 "upstreamModel": "meta/llama",
                 "maxTokensField": "max_completion_tokens",
+                "inputPricePerMillionTokens": 0.5,
+                "outputPricePerMillionTokens": 1.5,
                 "apiKeySecretRef": {"name": "vllm", "key": "token"},
             },
             {"model": "echo", "backend": "echo"},

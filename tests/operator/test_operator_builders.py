@@ -63,6 +63,8 @@ MODELS_JSON = json.dumps(
             "base_url": "http://vllm:8000/v1",
             "upstream_model": "meta/llama",
             "max_tokens_field": "max_completion_tokens",
+            "input_price_per_million_tokens": 0.5,
+            "output_price_per_million_tokens": 1.5,
             "api_key_env": "CHATSERVICE_UPSTREAM_KEY_0",
         },
         {"name": "echo", "backend": "echo", "upstream_model": "echo"},

@@ -88,6 +88,10 @@ def test_the_serving_pods_settings_mean_what_the_chatservice_says(
         assert route.upstream_model == (backend.upstream_model or backend.model)
         if backend.max_tokens_field is not None:
             assert route.max_tokens_field == backend.max_tokens_field
+        assert route.input_price_per_million_tokens == (backend.input_price_per_million_tokens or 0)
+        assert route.output_price_per_million_tokens == (
+            backend.output_price_per_million_tokens or 0
+        )
         expected_key = (
             SECRETS[(backend.api_key_secret_ref.name, backend.api_key_secret_ref.key)]
             if backend.api_key_secret_ref

@@ -162,6 +162,7 @@ def open_client(
         runtime.sessionmaker = async_sessionmaker(
             bind=pg_connection, join_transaction_mode="create_savepoint", expire_on_commit=False
         )
+        runtime.accounting.limit_settings.sessionmaker = runtime.sessionmaker
 
     def open_(**overrides: object) -> Served:
         return serve(create_app(make_settings(pg_url, upstream, **overrides)), in_test_transaction)

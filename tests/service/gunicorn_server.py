@@ -62,6 +62,8 @@ def gunicorn_starter(database_url: str, directory: Path) -> Iterator[Callable[..
             "CHATSERVICE_DATABASE_URL": database_url,
             "CHATSERVICE_ADMIN_API_KEY": key,
             "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+            # The pod's rate-limit file: one per server, as each pod has its own.
+            "CHATSERVICE_RATE_LIMIT_FILE": str(directory / f"rate-limits-{port}.sqlite"),
             **env,
         }
         with open(log, "wb") as output:

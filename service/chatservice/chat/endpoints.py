@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from chatservice.chat.schemas import ChatCompletion, ChatCompletionRequest
 from chatservice.chat.service import ClientDisconnectedError, Completion, cancel_on_disconnect
 from chatservice.config import API_PREFIX
-from chatservice.errors import InvalidRequestError, error_body
+from chatservice.errors import ChatServiceError, InvalidRequestError, error_body
 from chatservice.kit.api_docs import AUTH_ERRORS, AUTHENTICATED, error_responses
 from chatservice.kit.deps import CurrentKey, runtime_of
 from chatservice.kit.request_body import body_openapi, parse_body
@@ -51,21 +51,28 @@ async def create_chat_completion(request: Request, key: CurrentKey) -> Response:
     route = runtime.routing.get(body.model)
     if record is not None:
         record.model = route.name
+    payload = body.upstream_payload()
+    admission = await runtime.accounting.admit(key, route, payload)
     completion = Completion(
         route,
         runtime.routing.backend(route),
-        body.upstream_payload(),
+        payload,
         runtime.streams,
         runtime.tracer,
         runtime.token_counters.get(route.name),
+        admission,
     )
     try:
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             events = await cancel_on_disconnect(request, completion.open_stream(include_usage))
-            return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
+            headers = {**SSE_HEADERS, **admission.headers} if admission.headers else SSE_HEADERS
+            return StreamingResponse(events, media_type="text/event-stream", headers=headers)
         result = await cancel_on_disconnect(request, completion.run())
     except ClientDisconnectedError:
         # Nobody is listening; the status only reaches the access log and metrics.
         return JSONResponse(error_body("Client closed the request.", "invalid_request_error"), 499)
-    return Response(orjson.dumps(result), media_type="application/json")
+    except ChatServiceError as exc:
+        exc.headers = {**admission.headers, **exc.headers}
+        raise
+    return Response(orjson.dumps(result), media_type="application/json", headers=admission.headers)

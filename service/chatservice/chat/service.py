@@ -12,6 +12,7 @@ import orjson
 from opentelemetry.trace import Tracer
 from starlette.requests import Request
 
+from chatservice.accounting.service import Admission
 from chatservice.chat.shutdown import OpenStreams, shutdown_error
 from chatservice.chat.usage import (
     StreamTally,
@@ -80,8 +81,10 @@ class Completion:
         streams: OpenStreams | None = None,
         tracer: Tracer | None = None,
         tokens: TokenCounter | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.route = route
+        self.admission = admission
         self.backend = backend
         self.payload = payload
         self.streams = streams
@@ -93,6 +96,10 @@ class Completion:
         self.response_model: Any = None
         self.usage: Any = None
         self.finish_reasons: Iterable[Any] = ()
+        # For the usage ledger: whether the stream's headers went out (its status is 200
+        # whatever follows), and when its first chunk came.
+        self.streaming = False
+        self.time_to_first_token: float | None = None
 
     async def run(self) -> Payload:
         try:
@@ -126,8 +133,9 @@ class Completion:
             self._finish(_outcome(exc), exc)
             raise
         self.response_model = first[0][0].get("model")
+        self.time_to_first_token = time.perf_counter() - self.started
         metrics.observe_latency(
-            metrics.TIME_TO_FIRST_TOKEN, time.perf_counter() - self.started, self.route.name
+            metrics.TIME_TO_FIRST_TOKEN, self.time_to_first_token, self.route.name
         )
         return self._events(first, chunks, include_usage)
 
@@ -142,6 +150,7 @@ class Completion:
         tally = StreamTally(keep_text=self.tokens is not None)
         computed: dict[str, Any] | None = None  # usage this service computed for the client
         task = asyncio.current_task()
+        self.streaming = True
         if self.streams is not None and task is not None:
             self.streams.add(task)
         try:
@@ -242,6 +251,15 @@ class Completion:
             metrics.observe_latency(metrics.GATEWAY_OVERHEAD, max(overhead, 0.0), model)
         response_model = self.stats.upstream_model or self.response_model
         self.span.end(outcome, response_model, self.usage, self.finish_reasons)
+        if self.admission is not None:
+            self.admission.finished(
+                outcome=outcome,
+                status=_status(self.streaming, error),
+                usage=self.usage,
+                latency=time.perf_counter() - self.started,
+                time_to_first_token=self.time_to_first_token,
+                upstream=response_model,
+            )
 
 
 def _outcome(exc: BaseException) -> str:
@@ -250,6 +268,17 @@ def _outcome(exc: BaseException) -> str:
     if isinstance(exc, ChatServiceError):
         return exc.outcome
     return "error"
+
+
+def _status(streaming: bool, error: BaseException | None) -> int:
+    """The status the client got: a stream's is 200 whatever ends it."""
+    if streaming or error is None:
+        return 200
+    if isinstance(error, ChatServiceError):
+        return error.status_code
+    if isinstance(error, asyncio.CancelledError | ClientDisconnectedError | GeneratorExit):
+        return 499
+    return 500
 
 
 def _finish_reasons(choices: Any) -> list[Any]:

@@ -25,9 +25,11 @@ AUTHENTICATED: dict[str, Any] = {"security": [{BEARER: []}]}
 _DESCRIPTIONS = {
     400: "Invalid request (`param` names the field)",
     401: "Missing or wrong API key",
+    403: "The key may not do this (it needs an admin key)",
     404: "Unknown model",
     413: "Request body too large",
-    429: "Too many wrong API keys from this address, or the upstream's rate limit",
+    429: "A rate limit (`rate_limit_exceeded`, see `Retry-After`), too many wrong API keys "
+    "from this address, or the upstream's rate limit",
     500: "A bug: the message says nothing internal; quote `X-Request-ID`",
     502: "The upstream failed or answered something unusable",
     503: "The database cannot be reached (see `Retry-After`)",

@@ -13,10 +13,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from chatservice.errors import ChatServiceError, error_body
 from chatservice.observability import context
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 _HTTP_CODES = {404: "unknown_url", 405: "method_not_allowed", 413: "request_too_large"}
 
 
@@ -40,11 +42,27 @@ def install(app: FastAPI) -> None:
             message = f"Unknown request URL: {request.method} {request.url.path}."
         else:
             message = str(exc.detail)
+        headers = exc.headers
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": allowed_methods(request)}
         return JSONResponse(
             error_body(message, "invalid_request_error", code=_HTTP_CODES.get(exc.status_code)),
             exc.status_code,
-            headers=exc.headers,
+            headers=headers,
         )
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path: Starlette's 405 names only the methods of
+    the first route that matched the path (a GET and a PUT route would answer `Allow: GET`)."""
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL
+               for route in routes)
+    ]  # fmt: skip
+    return ", ".join(allowed)
 
 
 def describe_validation_errors(errors: Sequence[Any]) -> tuple[str, str | None]:

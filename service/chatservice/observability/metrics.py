@@ -85,6 +85,51 @@ GATEWAY_OVERHEAD = Histogram(
     buckets=_OVERHEAD_BUCKETS,
 )
 
+SPEND = Counter(
+    "chatservice_spend_usd_total",
+    "Cost of chat completions in USD by model, from the routing table's prices.",
+    ["model"],
+)
+LEDGER_QUEUED = Gauge(
+    "chatservice_ledger_queued_events",
+    "Usage ledger rows waiting to be written (queued or held while the database is down).",
+    multiprocess_mode="livesum",
+)
+LEDGER_WRITTEN = Counter(
+    "chatservice_ledger_written_events_total", "Usage ledger rows written to the database."
+)
+LEDGER_DROPPED = Counter(
+    "chatservice_ledger_dropped_events_total",
+    "Usage ledger rows dropped because a worker held `ledger_max_held` already.",
+)
+LEDGER_WRITE_FAILURES = Counter(
+    "chatservice_ledger_write_failures_total",
+    "Failed usage ledger batch writes (the rows are held and written again).",
+)
+LEDGER_WRITE_DURATION = Histogram(
+    "chatservice_ledger_write_duration_seconds",
+    "Time one batch of usage ledger rows took to write.",
+    buckets=_LATENCY_BUCKETS,
+)
+RATE_LIMITED = Counter(
+    "chatservice_rate_limited_requests_total",
+    "Chat completions refused by a rate limit, by the limit (requests, tokens, concurrent) "
+    "and the scope it was set on (key, user, team).",
+    ["limit", "scope"],
+)
+OVER_BUDGET = Counter(
+    "chatservice_over_budget_requests_total",
+    "Chat completions from a key, user or team past its budget: `hard` ones were refused "
+    "(429 insufficient_quota), `soft` ones served and counted.",
+    ["scope", "budget"],
+)
+RATE_LIMIT_STORE_ERRORS = Counter(
+    "chatservice_rate_limit_store_errors_total",
+    "Rate limit checks the store (Redis or the pod's file) could not answer, by what the "
+    "request got (`open`: let through, `closed`: 503).",
+    ["mode"],
+)
+
 
 @functools.cache
 def child(metric: MetricT, *labels: str) -> MetricT:

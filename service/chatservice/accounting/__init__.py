@@ -1,0 +1,1 @@
+"""Accounting: the usage ledger, prices and spend, and rate limits."""
