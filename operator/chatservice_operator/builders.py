@@ -30,6 +30,9 @@ Obj = dict[str, Any]
 
 HTTP_PORT = 8000
 METRICS_DIR = "/var/run/chatservice/metrics"
+# The rate limits' store without Redis: a file every worker of the pod shares, on the pod's
+# writable /tmp (the root filesystem is read-only).
+RATE_LIMIT_FILE = "/tmp/rate-limits.sqlite"  # noqa: S108
 # A UID no base image uses, so that runAsNonRoot holds without trusting the image's USER line.
 RUN_AS_ID = 10001
 # Time for the last streamed response to finish after gunicorn's graceful timeout starts.
@@ -104,6 +107,8 @@ def build_configmap(cs: ChatService) -> Obj:
         "CHATSERVICE_UPSTREAM_TOTAL_TIMEOUT": str(spec.graceful_timeout_seconds),
         "CHATSERVICE_LOG_LEVEL": spec.log_level,
         "PROMETHEUS_MULTIPROC_DIR": METRICS_DIR,
+        "CHATSERVICE_RATE_LIMIT_FILE": RATE_LIMIT_FILE,
+        "CHATSERVICE_RATE_LIMIT_FAILURE_MODE": spec.rate_limits.failure_mode,
         **_tracing_env(cs),
     }
     return {
@@ -145,6 +150,11 @@ def _tracing_secret_env(cs: ChatService) -> list[Obj]:
     if ref is None or cs.spec.tracing.otlp_endpoint is None:
         return []
     return [_secret_env("OTEL_EXPORTER_OTLP_HEADERS", ref.name, ref.key)]
+
+
+def _redis_secret_env(cs: ChatService) -> list[Obj]:
+    ref = cs.spec.rate_limits.redis_url_secret_ref
+    return [] if ref is None else [_secret_env("CHATSERVICE_REDIS_URL", ref.name, ref.key)]
 
 
 def _pod_security_context() -> Obj:
@@ -253,7 +263,12 @@ def build_deployment(
         "command": ["chatservice", "run"],
         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
         "envFrom": [{"configMapRef": {"name": configmap_name(cs)}}],
-        "env": [*_core_secret_env(cs), *_upstream_secret_env(cs), *_tracing_secret_env(cs)],
+        "env": [
+            *_core_secret_env(cs),
+            *_upstream_secret_env(cs),
+            *_tracing_secret_env(cs),
+            *_redis_secret_env(cs),
+        ],
         "livenessProbe": _probe(spec.probes.liveness),
         "readinessProbe": _probe(spec.probes.readiness),
         "startupProbe": _probe(spec.probes.startup),

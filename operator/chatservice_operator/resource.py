@@ -198,6 +198,14 @@ class Tracing(_Model):
     headers_secret_ref: SecretKeyRef | None = None
 
 
+class RateLimits(_Model):
+    # A Secret key with a redis:// or rediss:// URL (it may carry a password): limits exact
+    # across replicas. Without it each pod's workers share a file, exact per pod only.
+    redis_url_secret_ref: SecretKeyRef | None = Field(default=None, alias="redisURLSecretRef")
+    # What a request gets while Redis cannot be asked: let through, or 503.
+    failure_mode: Literal["open", "closed"] = "open"
+
+
 Quantities = dict[str, int | str]
 
 
@@ -233,6 +241,7 @@ class ChatServiceSpec(_Model):
     pod_disruption_budget: PodDisruptionBudget = PodDisruptionBudget()
     monitoring: Monitoring = Monitoring()
     tracing: Tracing = Tracing()
+    rate_limits: RateLimits = RateLimits()
 
 
 class ChatService(BaseModel):

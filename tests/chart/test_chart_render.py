@@ -324,3 +324,14 @@ def test_tracing_values_reach_the_chatservice_only_when_an_endpoint_is_set() -> 
     chatservice = rendered.one("ChatService")
     assert chatservice["spec"]["tracing"] == traced
     assert strict_errors(chatservice, chart_crd()) == []
+
+
+def test_rate_limit_values_reach_the_chatservice() -> None:
+    from .rendering import render_values
+
+    default = render_values({}).one("ChatService")["spec"]
+    assert default["rateLimits"] == {"failureMode": "open"}
+    limits = {"redisURLSecretRef": {"name": "redis", "key": "url"}, "failureMode": "closed"}
+    chatservice = render_values({"chatService": {"rateLimits": limits}}).one("ChatService")
+    assert chatservice["spec"]["rateLimits"] == limits
+    assert strict_errors(chatservice, chart_crd()) == []

@@ -87,6 +87,9 @@ def test_configmap_carries_non_secret_settings_and_the_model_routes() -> None:
             "CHATSERVICE_ALLOW_ECHO_IN_PRODUCTION": "true",
             "CHATSERVICE_LOG_LEVEL": "info",
             "PROMETHEUS_MULTIPROC_DIR": "/var/run/chatservice/metrics",
+            # Limits without Redis: a file the pod's workers share, on its writable /tmp.
+            "CHATSERVICE_RATE_LIMIT_FILE": "/tmp/rate-limits.sqlite",
+            "CHATSERVICE_RATE_LIMIT_FAILURE_MODE": "open",
         },
     }
 
@@ -114,6 +117,24 @@ def test_tracing_adds_the_standard_otel_variables_and_the_headers_secret() -> No
         "name": "OTEL_EXPORTER_OTLP_HEADERS",
         "valueFrom": {"secretKeyRef": {"name": "otlp", "key": "h"}},
     }
+
+
+def test_rate_limits_take_redis_from_a_secret_and_their_failure_mode() -> None:
+    limited = chatservice(
+        rateLimits={"redisURLSecretRef": {"name": "redis", "key": "url"}, "failureMode": "closed"}
+    )
+    data = builders.build_configmap(limited)["data"]
+    assert data["CHATSERVICE_RATE_LIMIT_FAILURE_MODE"] == "closed"
+    assert "CHATSERVICE_REDIS_URL" not in data, "the URL may carry a password: Secret only"
+    deployment = builders.build_deployment(limited, limited.spec.image, "sum")
+    env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env[-1] == {
+        "name": "CHATSERVICE_REDIS_URL",
+        "valueFrom": {"secretKeyRef": {"name": "redis", "key": "url"}},
+    }
+    plain = builders.build_deployment(chatservice(), "img", "sum")
+    names = [e["name"] for e in plain["spec"]["template"]["spec"]["containers"][0]["env"]]
+    assert "CHATSERVICE_REDIS_URL" not in names
 
 
 def test_config_checksum_follows_the_settings_only() -> None:
