@@ -88,7 +88,7 @@ def test_configmap_carries_non_secret_settings_and_the_model_routes() -> None:
             "CHATSERVICE_LOG_LEVEL": "info",
             "PROMETHEUS_MULTIPROC_DIR": "/var/run/chatservice/metrics",
             # Limits without Redis: a file the pod's workers share, on its writable /tmp.
-            "CHATSERVICE_RATE_LIMIT_FILE": "/tmp/rate-limits.sqlite",
+            "CHATSERVICE_RATE_LIMIT_FILE": "/tmp/rate-limits.sqlite",  # noqa: S108
             "CHATSERVICE_RATE_LIMIT_FAILURE_MODE": "open",
         },
     }
