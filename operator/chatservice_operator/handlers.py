@@ -124,9 +124,10 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
 
 
 def _judging_canaries(memo: kopf.Memo) -> None:
-    """Start the canary timer from a handler, not at startup: a task takes the context it was
-    created in, and only handlers run where Kopf's event queue is (kopf.event needs it). One
-    timer for all: it lives in the shared Context, as each object's memo is a copy."""
+    """Start the canary timer with the first reconcile, once the operator has a ChatService to
+    judge. One timer for all: it lives in the shared Context, as each object's memo is a copy.
+    (Its events go through the operator's own client, events.py: Kopf's poster exists only
+    inside handlers.)"""
     ctx: Context = memo.context
     if ctx.canary_timer is None or ctx.canary_timer.done():
         ctx.canary_timer = asyncio.create_task(_judge_canaries(ctx, memo.config.canary_interval))

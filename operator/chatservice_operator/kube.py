@@ -28,6 +28,7 @@ Login = Callable[[], kopf.ConnectionInfo]
 PLURALS = {
     "ConfigMap": "configmaps",
     "Pod": "pods",
+    "Event": "events",
     "Service": "services",
     "Deployment": "deployments",
     "Job": "jobs",

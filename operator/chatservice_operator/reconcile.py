@@ -11,12 +11,12 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
-import kopf
 from pydantic import ValidationError
 
 from chatservice_operator import builders, metrics
+from chatservice_operator.events import post_event
 from chatservice_operator.identity import (
     API_VERSION,
     KIND,
@@ -116,10 +116,6 @@ def observe_deployment(deployment: Obj | None) -> DeploymentObservation | None:
     )
 
 
-def _as_body(body: Obj) -> kopf.Body:
-    return kopf.Body(cast(kopf.RawBody, body))
-
-
 def parse(body: Obj) -> ChatService:
     meta = body["metadata"]
     return ChatService(
@@ -183,7 +179,7 @@ async def _reconcile(ctx: Context, namespace: str, name: str, settings_children:
         new_status = invalid(status, generation, message, _now())
         if new_status != status:
             await api.patch(API_VERSION, KIND, namespace, name, _status_patch(new_status), "status")
-            kopf.warn(_as_body(body), reason="InvalidSpec", message=message)
+            await post_event(api, body, "Warning", "InvalidSpec", message)
         logger.warning("ChatService %s/%s: %s", namespace, name, message)
         return "invalid"
 
@@ -248,7 +244,7 @@ async def _reconcile(ctx: Context, namespace: str, name: str, settings_children:
             API_VERSION, KIND, namespace, name, _status_patch(decision.status), "status"
         )
     for event in decision.events:
-        kopf.event(_as_body(body), type=event.type, reason=event.reason, message=event.message)
+        await post_event(api, body, event.type, event.reason, event.message)
     return "success"
 
 

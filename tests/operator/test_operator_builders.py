@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from chatservice_operator import builders, identity
+from chatservice_operator import builders, events, identity
 from tests.operator.operator_specs import chatservice
 
 LABELS = {
@@ -413,3 +414,20 @@ def test_canary_replicas_are_a_count_or_a_percentage_rounded_up(
 ) -> None:
     canary = chatservice(rollout={"canary": {"replicas": replicas}}).spec.rollout.canary
     assert canary.replica_count(stable) == expected
+
+
+def test_an_event_names_its_chatservice_and_is_cut_to_the_api_servers_length() -> None:
+    body = {"metadata": {"name": "chat", "namespace": "ns", "uid": "u-1"}}
+    moment = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    event = events.event_for(body, "Warning", "CanaryFailed", "x" * 5000, moment)
+    assert event["involvedObject"] == {
+        "apiVersion": "chatservice.dev/v1alpha1",
+        "kind": "ChatService",
+        "name": "chat",
+        "namespace": "ns",
+        "uid": "u-1",
+    }
+    assert event["metadata"] == {"namespace": "ns", "generateName": "chat."}
+    assert (event["type"], event["reason"]) == ("Warning", "CanaryFailed")
+    assert len(event["message"]) == 1024
+    assert event["firstTimestamp"] == event["lastTimestamp"] == "2026-12-03T12:00:00Z"
