@@ -17,6 +17,7 @@ from chatservice.observability.context import current_record
 
 router = APIRouter(prefix=API_PREFIX, tags=["chat"])
 
+UPSTREAM_HEADER = "x-chatservice-upstream"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -63,9 +64,22 @@ async def create_chat_completion(request: Request, key: CurrentKey) -> Response:
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             events = await cancel_on_disconnect(request, completion.open_stream(include_usage))
-            return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
+            return StreamingResponse(
+                events,
+                media_type="text/event-stream",
+                headers={**SSE_HEADERS, **_upstream_header(completion)},
+            )
         result = await cancel_on_disconnect(request, completion.run())
     except ClientDisconnectedError:
         # Nobody is listening; the status only reaches the access log and metrics.
         return JSONResponse(error_body("Client closed the request.", "invalid_request_error"), 499)
-    return Response(orjson.dumps(result), media_type="application/json")
+    return Response(
+        orjson.dumps(result), media_type="application/json", headers=_upstream_header(completion)
+    )
+
+
+def _upstream_header(completion: Completion) -> dict[str, str]:
+    """Which model and endpoint answered (`model/ordinal`; a fallback names itself), without
+    the endpoint's address."""
+    answered_by = completion.stats.answered_by
+    return {UPSTREAM_HEADER: answered_by} if answered_by else {}
