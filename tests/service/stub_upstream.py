@@ -74,12 +74,15 @@ class StubUpstream:
     the connection closes), `slow_stream` (a chunk every 50 ms for 10 s), `unfinished_stream`
     (no finish_reason, then `[DONE]`), `no_usage` (ignores `include_usage`, as llama.cpp
     does; JSON answers without `usage`), `body:<text>` (200 with that body).
+    `status:<code>:<seconds>` adds `Retry-After: <seconds>`; `delay:<seconds>` answers ok
+    after that long. `default` is the behaviour when the plan is empty.
     `models_status` and `listed_models` script `GET /v1/models`; `models_calls` counts it.
     """
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
         self.plan: list[str] = []
+        self.default = "ok"
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.disconnects = 0
@@ -98,6 +101,7 @@ class StubUpstream:
 
     def reset(self) -> None:
         self.plan.clear()
+        self.default = "ok"
         self.requests.clear()
         self.headers.clear()
         self.disconnects = 0
@@ -125,16 +129,20 @@ class StubUpstream:
         body = await request.json()
         self.requests.append(body)
         self.headers.append(dict(request.headers))
-        behaviour = self.plan.pop(0) if self.plan else "ok"
+        behaviour = self.plan.pop(0) if self.plan else self.default
         model = body.get("model", "stub")
+        if behaviour.startswith("delay:"):
+            await asyncio.sleep(float(behaviour.split(":")[1]))
+            behaviour = "ok"
         if behaviour.startswith("status:"):
-            status = int(behaviour.split(":")[1])
+            status, *retry_after = (int(part) for part in behaviour.split(":")[1:])
             message = f"stub says {status}"
             if status in (401, 403, 429):  # what real upstreams put there: account details
                 message += f" for {ACCOUNT_DETAILS}"
             error = {"message": message, "type": "invalid_request_error",
                      "param": "messages", "code": "stub_error"}  # fmt: skip
-            return web.json_response({"error": error}, status=status)
+            headers = {"Retry-After": str(retry_after[0])} if retry_after else None
+            return web.json_response({"error": error}, status=status, headers=headers)
         if behaviour.startswith("body:"):
             return web.Response(text=behaviour[len("body:") :], content_type="application/json")
         if behaviour == "slow_headers":
@@ -187,6 +195,8 @@ class StubUpstream:
         self.disconnected.set()
 
     def start(self) -> None:
+        """Serve (again, after `stop()`: same port)."""
+        self._ready.clear()
         self._thread = threading.Thread(target=self._serve, name="stub-upstream", daemon=True)
         self._thread.start()
         if not self._ready.wait(10):

@@ -70,6 +70,17 @@ class Endpoint:
         return cap is not None and self.outstanding >= cap
 
 
+@dataclass(frozen=True, slots=True)
+class EndpointReport:
+    """One endpoint as health shows it: its label (`model/ordinal`), not its address."""
+
+    endpoint: str
+    state: Literal["healthy", "ejected", "rate_limited"]
+    seconds_left: float | None
+    outstanding: int
+    last_error: str | None
+
+
 class EndpointPool:
     def __init__(self, route: ModelRoute, settings: Settings) -> None:
         self.route = route
@@ -105,13 +116,13 @@ class EndpointPool:
         if len(candidates) == 1:
             chosen = candidates[0]
         else:
-            first, second = random.choices(  # noqa: S311 - balancing, not secrecy
-                candidates, weights=[e.config.weight for e in candidates], k=2
-            )
+            # Two distinct endpoints, each drawn with probability by weight.
+            first = _draw(candidates)
+            second = _draw([e for e in candidates if e is not first])
             chosen = (
                 second
-                if (second.outstanding / second.config.weight)
-                < (first.outstanding / first.config.weight)
+                if second.outstanding / second.config.weight
+                < first.outstanding / first.config.weight
                 else first
             )
         chosen.outstanding += 1
@@ -200,6 +211,25 @@ class EndpointPool:
         ends = [max(e.ejected_until, e.paused_until) - now for e in self.endpoints]
         return max(min(ends, default=1.0), 1.0)
 
+    def report(self) -> list[EndpointReport]:
+        now = time.monotonic()
+        return [
+            EndpointReport(
+                endpoint=e.label,
+                state=e.state(now),
+                seconds_left=round(max(e.ejected_until, e.paused_until) - now, 3)
+                if e.state(now) != "healthy"
+                else None,
+                outstanding=e.outstanding,
+                last_error=e.last_error,
+            )
+            for e in self.endpoints
+        ]
+
     def healthy_count(self) -> int:
         now = time.monotonic()
         return sum(1 for e in self.endpoints if e.state(now) == "healthy")
+
+
+def _draw(candidates: list[Endpoint]) -> Endpoint:
+    return random.choices(candidates, weights=[e.config.weight for e in candidates])[0]  # noqa: S311 - balancing, not secrecy

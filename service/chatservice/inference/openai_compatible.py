@@ -42,7 +42,6 @@ from chatservice.inference.upstream_health import UpstreamChecks
 log = logging.getLogger("chatservice.upstream")
 
 RETRYABLE_STATUSES = frozenset({429, 502, 503})
-MAX_RETRY_AFTER = 5.0
 TOKEN_LIMIT_FIELDS = ("max_completion_tokens", "max_tokens")
 
 
@@ -218,8 +217,8 @@ class OpenAIBackend:
             endpoint = await self._pick(pool, tried, deadline)
             if endpoint is None:
                 # Nothing new to try: an endpoint tried already, after a pause.
-                if failure is not None:
-                    await self._backoff(attempt - 1, None, deadline)
+                if failure is not None and not await self._pause(attempt - 1, deadline):
+                    break  # no time left for this model: maybe for a fallback's
                 endpoint = await self._pick(pool, set(), deadline)
             if endpoint is None:
                 if failure is not None:
@@ -291,16 +290,13 @@ class OpenAIBackend:
             endpoint = pool.pick(tried)
         return endpoint
 
-    async def _backoff(self, attempt: int, retry_after: str | None, deadline: float) -> None:
+    async def _pause(self, attempt: int, deadline: float) -> bool:
+        """Back off before trying an endpoint again; False if the deadline comes first."""
         delay = self._settings.upstream_retry_backoff * (2**attempt) * (0.5 + random.random())  # noqa: S311
-        if retry_after is not None:
-            try:
-                delay = max(delay, min(float(retry_after), MAX_RETRY_AFTER))
-            except ValueError:
-                pass
         if delay >= _remaining(deadline):
-            raise UpstreamTimeoutError("The upstream kept failing until the deadline.")
+            return False
         await asyncio.sleep(delay)
+        return True
 
 
 @dataclass(slots=True)

@@ -8,15 +8,17 @@ from chatservice.config import ModelRoute, Settings
 from chatservice.errors import NotFoundError
 from chatservice.inference.base import ChatBackend
 from chatservice.inference.echo import EchoBackend
+from chatservice.inference.endpoint_pool import EndpointReport
 from chatservice.inference.openai_compatible import OpenAIBackend
 
 
 class RoutingTable:
     def __init__(self, settings: Settings, http: aiohttp.ClientSession) -> None:
         self._routes = settings.routes
+        self._openai = OpenAIBackend(http, settings)
         self._backends: dict[str, ChatBackend] = {
             "echo": EchoBackend(settings.echo_token_delay, settings.echo_max_tokens),
-            "openai": OpenAIBackend(http, settings),
+            "openai": self._openai,
         }
 
     @property
@@ -35,3 +37,9 @@ class RoutingTable:
 
     def backend(self, route: ModelRoute) -> ChatBackend:
         return self._backends[route.backend]
+
+    def endpoints(self, route: ModelRoute) -> list[EndpointReport] | None:
+        """The state of the route's endpoints in this worker (None: it has none, as echo)."""
+        if route.backend != "openai":
+            return None
+        return self._openai.pool(route).report()
