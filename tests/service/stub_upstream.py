@@ -114,7 +114,47 @@ class StubUpstream:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_post("/v1/completions", self._completions)
         return app
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.requests.append(body)
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [{"object": "embedding", "index": i, "embedding": [0.5, -0.25, float(len(text))]}
+                for i, text in enumerate(map(str, inputs))]  # fmt: skip
+        usage = {"prompt_tokens": len(inputs), "total_tokens": len(inputs)}
+        return web.json_response(
+            {"object": "list", "data": data, "model": body["model"], "usage": usage}
+        )
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        """Legacy text completions: the reply's words as `text`, streamed or not."""
+        body = await request.json()
+        self.requests.append(body)
+        base = {"id": "cmpl-stub", "object": "text_completion", "created": 1_700_000_000,
+                "model": body["model"]}  # fmt: skip
+        usage = {"prompt_tokens": 1, "completion_tokens": 5, "total_tokens": 6}
+        if not body.get("stream"):
+            choice = {"index": 0, "text": REPLY, "logprobs": None, "finish_reason": "stop"}
+            return web.json_response({**base, "choices": [choice], "usage": usage})
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        words = REPLY.split()
+        for i, word in enumerate(words):
+            finish = "stop" if i == len(words) - 1 else None
+            choice = {"index": 0, "text": word if i == 0 else " " + word, "logprobs": None,
+                      "finish_reason": finish}  # fmt: skip
+            await response.write(
+                b"data: " + json.dumps({**base, "choices": [choice]}).encode() + b"\n\n"
+            )
+        if (body.get("stream_options") or {}).get("include_usage"):
+            last = {**base, "choices": [], "usage": usage}
+            await response.write(b"data: " + json.dumps(last).encode() + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
 
     async def _models(self, request: web.Request) -> web.Response:
         self.models_calls += 1

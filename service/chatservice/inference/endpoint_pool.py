@@ -181,16 +181,19 @@ class EndpointPool:
 
     def failed(self, endpoint: Endpoint, reason: str) -> None:
         endpoint.last_error = reason
+        now = time.monotonic()
+        if endpoint.ejected_until > now:
+            return  # sent before the ejection: the cooldown already runs
         endpoint.consecutive_failures += 1
         if not self._can_eject:
             return
-        trial = endpoint.ejected_until != 0.0
+        trial = endpoint.ejected_until != 0.0  # ejected, cooldown over: this was the trial
         if trial or endpoint.consecutive_failures >= self._failures_to_eject:
             cooldown = min(
                 self._cooldown * 2**endpoint.ejections_in_a_row, self._max_cooldown
             ) * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not secrecy
             endpoint.ejections_in_a_row += 1
-            endpoint.ejected_until = time.monotonic() + cooldown
+            endpoint.ejected_until = now + cooldown
             endpoint.consecutive_failures = 0
 
     def rate_limited(self, endpoint: Endpoint, retry_after: str | None) -> None:

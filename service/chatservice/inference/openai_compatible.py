@@ -115,13 +115,17 @@ class OpenAIBackend:
             raise broken(route, exc, mid_stream=mid_stream) from exc
 
     async def stream(
-        self, route: ModelRoute, payload: Payload, stats: CallStats
+        self,
+        route: ModelRoute,
+        payload: Payload,
+        stats: CallStats,
+        path: str = "chat/completions",
     ) -> AsyncIterator[list[StreamEvent]]:
         deadline = time.monotonic() + self._settings.upstream_total_timeout
         # Ask for usage even when the client did not, so tokens are always counted; the
         # chat service drops that chunk again for clients that did not ask.
         upstream_payload = {**payload, "stream": True, "stream_options": {"include_usage": True}}
-        sent = await self._send(route, upstream_payload, stats, deadline)
+        sent = await self._send(route, upstream_payload, stats, deadline, path)
         # From here on the answer is the one of this endpoint (maybe of a fallback model):
         # nothing is retried once a byte may have reached the client.
         route, response = sent.route, sent.response
@@ -189,15 +193,51 @@ class OpenAIBackend:
     def pool(self, route: ModelRoute) -> EndpointPool:
         return self._pools[route.name]
 
+    async def relay(
+        self, route: ModelRoute, path: str, payload: Payload, stats: CallStats
+    ) -> Payload:
+        """A non-streaming call to another OpenAI endpoint (`embeddings`, `completions`): the
+        same endpoints, retries and fallbacks as chat; the answer under the public name."""
+        deadline = time.monotonic() + self._settings.upstream_total_timeout
+        sent = await self._send(route, payload, stats, deadline, path)
+        started = time.perf_counter()
+        try:
+            body = await self._read_body(sent.route, sent.response, deadline)
+        finally:
+            stats.upstream_seconds += time.perf_counter() - started
+            sent.response.release()
+            sent.pool.release(sent.endpoint)
+        try:
+            result: Any = orjson.loads(body)
+        except ValueError:
+            result = None
+        if not isinstance(result, dict) or "error" in result:
+            log.warning(
+                "upstream answered something that is not an answer",
+                extra={"model": route.name, "path": path, "upstream_body": _logged(body)},
+            )
+            raise UpstreamInvalidResponseError(
+                f"The upstream for `{sent.route.name}` answered with something that is not a "
+                f"`{path}` answer."
+            )
+        stats.upstream_model = result.get("model")
+        result["model"] = sent.route.name
+        return result
+
     async def _send(
-        self, route: ModelRoute, payload: Payload, stats: CallStats, deadline: float
+        self,
+        route: ModelRoute,
+        payload: Payload,
+        stats: CallStats,
+        deadline: float,
+        path: str = "chat/completions",
     ) -> _Sent:
         """POST to the route's endpoints, then to its fallbacks' in order, until one answers
         with something other than a retryable error, all before `deadline`."""
         failure: ChatServiceError | None = None
         for candidate in (route, *(self._settings.routes[name] for name in route.fallbacks)):
             try:
-                return await self._send_to_route(candidate, payload, stats, deadline)
+                return await self._send_to_route(candidate, payload, stats, deadline, path)
             except (UpstreamUnreachableError, UpstreamRateLimitError, _Retryable) as exc:
                 failure = exc.error if isinstance(exc, _Retryable) else exc
                 if time.monotonic() >= deadline:
@@ -206,7 +246,7 @@ class OpenAIBackend:
         raise failure
 
     async def _send_to_route(
-        self, route: ModelRoute, payload: Payload, stats: CallStats, deadline: float
+        self, route: ModelRoute, payload: Payload, stats: CallStats, deadline: float, path: str
     ) -> _Sent:
         pool = self._pools[route.name]
         body = orjson.dumps(_upstream_body(route, payload))
@@ -235,7 +275,7 @@ class OpenAIBackend:
                 timeout = min(self._settings.upstream_first_byte_timeout, _remaining(deadline))
                 async with asyncio.timeout(timeout):
                     response = await self._session.post(
-                        endpoint.url + "/chat/completions",
+                        endpoint.url + "/" + path,
                         data=body,
                         headers={
                             **_headers(endpoint.key(route)),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 
 from chatservice.config import ModelRoute, Settings
-from chatservice.errors import NotFoundError
+from chatservice.errors import InvalidRequestError, NotFoundError
 from chatservice.inference.base import ChatBackend
 from chatservice.inference.echo import EchoBackend
 from chatservice.inference.endpoint_pool import EndpointReport
@@ -43,3 +43,14 @@ class RoutingTable:
         if route.backend != "openai":
             return None
         return self._openai.pool(route).report()
+
+    def relay(self, route: ModelRoute) -> OpenAIBackend:
+        """The backend of the endpoints relayed as they are (embeddings, legacy completions):
+        only upstreams have them."""
+        if route.backend != "openai":
+            raise InvalidRequestError(
+                f"The model `{route.name}` does not serve this endpoint.",
+                param="model",
+                code="model_not_supported",
+            )
+        return self._openai
