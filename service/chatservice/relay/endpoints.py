@@ -66,7 +66,8 @@ async def create_completion(request: Request, key: CurrentKey) -> Response:
     stream_options = payload.get("stream_options")
     include_usage = isinstance(stream_options, dict) and bool(stream_options.get("include_usage"))
     chunks = aiter(backend.stream(route, payload, stats, "completions"))
-    first: list[StreamEvent] = await anext(chunks, [])  # errors before the first byte are plain HTTP errors
+    # Errors before the first byte are plain HTTP errors (and may still fall back).
+    first: list[StreamEvent] = await anext(chunks, [])
     headers = {**SSE_HEADERS, UPSTREAM_HEADER: stats.answered_by or route.name}
     return StreamingResponse(
         _sse(route, first, chunks, include_usage), media_type="text/event-stream", headers=headers
