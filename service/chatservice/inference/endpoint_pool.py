@@ -117,8 +117,12 @@ class EndpointPool:
             chosen = candidates[0]
         else:
             # Two distinct endpoints, each drawn with probability by weight.
-            first = _draw(candidates)
-            second = _draw([e for e in candidates if e is not first])
+            weights = [e.config.weight for e in candidates]
+            first_index = _draw(weights, sum(weights))
+            first = candidates[first_index]
+            rest = weights[:]
+            rest[first_index] = 0.0
+            second = candidates[_draw(rest, sum(rest))]
             chosen = (
                 second
                 if second.outstanding / second.config.weight
@@ -170,9 +174,10 @@ class EndpointPool:
     def release(self, endpoint: Endpoint) -> None:
         endpoint.outstanding -= 1
         endpoint.trial_in_flight = False
-        # Wake every waiter; those that find no free endpoint wait again.
-        self._released.set()
-        self._released = asyncio.Event()
+        if self.waiting:
+            # Wake every waiter; those that find no free endpoint wait again.
+            self._released.set()
+            self._released = asyncio.Event()
 
     def succeeded(self, endpoint: Endpoint) -> None:
         endpoint.consecutive_failures = 0
@@ -234,5 +239,12 @@ class EndpointPool:
         return sum(1 for e in self.endpoints if e.state(now) == "healthy")
 
 
-def _draw(candidates: list[Endpoint]) -> Endpoint:
-    return random.choices(candidates, weights=[e.config.weight for e in candidates])[0]  # noqa: S311 - balancing, not secrecy
+def _draw(weights: list[float], total: float) -> int:
+    """An index drawn with probability proportional to its weight (a few endpoints: a scan
+    is cheaper than `random.choices`' bisection and list building)."""
+    point = random.random() * total  # noqa: S311 - balancing, not secrecy
+    for index, weight in enumerate(weights):
+        point -= weight
+        if point < 0 and weight > 0:
+            return index
+    return max(range(len(weights)), key=weights.__getitem__)  # rounding at the very end
