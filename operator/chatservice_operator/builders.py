@@ -53,11 +53,17 @@ def _api_key_env(index: int) -> str:
 
 
 def _models_json(cs: ChatService) -> str:
-    routes: list[dict[str, str | float]] = []
+    routes: list[dict[str, object]] = []
     for index, backend in enumerate(cs.spec.inference.backends):
-        route: dict[str, str | float] = {"name": backend.model, "backend": backend.backend}
+        route: dict[str, object] = {"name": backend.model, "backend": backend.backend}
         if backend.base_url is not None:
             route["base_url"] = backend.base_url
+        if backend.endpoints:
+            route["endpoints"] = [
+                e.model_dump(exclude_none=True, exclude_defaults=True) for e in backend.endpoints
+            ]
+        if backend.fallbacks:
+            route["fallbacks"] = list(backend.fallbacks)
         route["upstream_model"] = backend.upstream_model or backend.model
         if backend.max_tokens_field is not None:
             route["max_tokens_field"] = backend.max_tokens_field

@@ -33,10 +33,20 @@ class Auth(_Model):
     admin_key_secret_ref: SecretKeyRef
 
 
+class BackendEndpoint(_Model):
+    """One server of a backend with several (they share the backend's key)."""
+
+    base_url: str = Field(alias="baseURL")
+    weight: float = Field(default=1.0, gt=0)
+    max_concurrency: int | None = Field(default=None, ge=1)
+
+
 class Backend(_Model):
     model: str = Field(min_length=1)
     backend: Literal["openai", "echo"] = "openai"
     base_url: str | None = Field(default=None, alias="baseURL")
+    endpoints: tuple[BackendEndpoint, ...] = ()
+    fallbacks: tuple[str, ...] = ()
     upstream_model: str | None = None
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = None
     # USD per million tokens; the service's default (0) when not set.
@@ -46,8 +56,12 @@ class Backend(_Model):
 
     @model_validator(mode="after")
     def _openai_needs_base_url(self) -> Backend:
-        if self.backend == "openai" and not self.base_url:
-            raise ValueError(f"backend {self.model!r}: an openai backend needs baseURL")
+        if self.backend == "openai" and not self.base_url and not self.endpoints:
+            raise ValueError(
+                f"backend {self.model!r}: an openai backend needs baseURL or endpoints"
+            )
+        if self.base_url and self.endpoints:
+            raise ValueError(f"backend {self.model!r}: give baseURL or endpoints, not both")
         return self
 
 
@@ -59,6 +73,14 @@ class Inference(_Model):
         names = [backend.model for backend in self.backends]
         if len(names) != len(set(names)):
             raise ValueError("inference.backends: model names must be unique")
+        openai = {b.model for b in self.backends if b.backend == "openai"}
+        for backend in self.backends:
+            unknown = [f for f in backend.fallbacks if f not in openai or f == backend.model]
+            if unknown:
+                raise ValueError(
+                    f"backend {backend.model!r}: fallbacks {unknown!r} are not other openai "
+                    "backends of this ChatService"
+                )
         return self
 
 

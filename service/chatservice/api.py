@@ -8,7 +8,8 @@ from chatservice.accounting.endpoints import router as accounting_router
 from chatservice.catalog.endpoints import router as catalog_router
 from chatservice.chat.endpoints import router as chat_router
 from chatservice.health.endpoints import router as health_router
+from chatservice.relay.endpoints import router as relay_router
 
 api_router = APIRouter()
-for router in (chat_router, catalog_router, accounting_router, health_router):
+for router in (chat_router, relay_router, catalog_router, accounting_router, health_router):
     api_router.include_router(router)

@@ -32,6 +32,22 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
 
+class UpstreamEndpoint(BaseModel):
+    """One server of a route: requests are balanced across a route's endpoints."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base_url: str = Field(min_length=1, description="Upstream base URL, e.g. .../v1")
+    weight: float = Field(default=1.0, gt=0, description="Share of the traffic, relative.")
+    api_key_env: str | None = Field(
+        default=None,
+        description="Environment variable holding this endpoint's key (else the route's).",
+    )
+    max_concurrency: int | None = Field(
+        default=None, ge=1, description="Requests in flight to this endpoint at most."
+    )
+
+
 class ModelRoute(BaseModel):
     """One public model name and where its requests go."""
 
@@ -40,6 +56,14 @@ class ModelRoute(BaseModel):
     name: str = Field(min_length=1, description="Public model name clients send as `model`.")
     backend: Literal["echo", "openai"] = "echo"
     base_url: str | None = Field(default=None, description="Upstream base URL, e.g. .../v1")
+    endpoints: tuple[UpstreamEndpoint, ...] = Field(
+        default=(), description="Several servers of this model (instead of base_url)."
+    )
+    fallbacks: tuple[str, ...] = Field(
+        default=(),
+        description="Other public model names tried in order when no endpoint of this one "
+        "could start the answer.",
+    )
     upstream_model: str | None = Field(default=None, description="Model name sent upstream.")
     api_key: SecretStr | None = None
     api_key_env: str | None = Field(
@@ -66,9 +90,17 @@ class ModelRoute(BaseModel):
 
     @model_validator(mode="after")
     def _openai_needs_base_url(self) -> Self:
-        if self.backend == "openai" and not self.base_url:
-            raise ValueError(f"model {self.name!r}: the openai backend needs base_url")
+        if self.backend == "openai" and not self.base_url and not self.endpoints:
+            raise ValueError(f"model {self.name!r}: the openai backend needs base_url or endpoints")
+        if self.base_url and self.endpoints:
+            raise ValueError(f"model {self.name!r}: give base_url or endpoints, not both")
         return self
+
+    def upstream_endpoints(self) -> tuple[UpstreamEndpoint, ...]:
+        """The endpoints; a route with one `base_url` (the operator's shape) is one endpoint."""
+        if self.endpoints:
+            return self.endpoints
+        return (UpstreamEndpoint(base_url=self.base_url),) if self.base_url else ()
 
     @model_validator(mode="after")
     def _tokenizer_is_a_file(self) -> Self:
@@ -155,6 +187,14 @@ class Settings(BaseSettings):
     upstream_max_retries: int = Field(default=2, ge=0)
     upstream_retry_backoff: float = Field(default=0.2, ge=0)
     upstream_pool_size: int = Field(default=256, ge=1)
+    # Passive health of endpoints: this many consecutive failures (connect errors, 5xx,
+    # timeouts) eject one for a cooldown that doubles on each ejection in a row, up to the max.
+    endpoint_failures_to_eject: int = Field(default=3, ge=1)
+    endpoint_cooldown: float = Field(default=5.0, gt=0)
+    endpoint_max_cooldown: float = Field(default=120.0, gt=0)
+    # Backpressure: requests waiting when every endpoint of a route is at its cap.
+    route_queue_size: int = Field(default=100, ge=0)
+    route_queue_timeout: float = Field(default=5.0, gt=0)
 
     # Health.
     ready_db_timeout: float = Field(default=2.0, gt=0)
@@ -224,6 +264,14 @@ class Settings(BaseSettings):
         names = [m.name for m in self.models]
         if len(names) != len(set(names)):
             raise ValueError("CHATSERVICE_MODELS: model names must be unique")
+        for model in self.models:
+            openai = {m.name for m in self.models if m.backend == "openai"}
+            unknown = [f for f in model.fallbacks if f not in openai or f == model.name]
+            if unknown:
+                raise ValueError(
+                    f"CHATSERVICE_MODELS: model {model.name!r} falls back to {unknown!r}, "
+                    "which are not other openai models of the table"
+                )
         if self.environment is Environment.PRODUCTION:
             key = self.admin_api_key.get_secret_value()
             if (

@@ -33,6 +33,7 @@ from chatservice.kit.body_limit import BodySizeLimitMiddleware
 from chatservice.kit.cors import BrowserCORSMiddleware
 from chatservice.kit.draining import mark_draining_on_sigterm
 from chatservice.kit.request_body import document_bodies
+from chatservice.kit.v1_alias import V1AliasMiddleware
 from chatservice.observability import exemplars, metrics, tracing
 from chatservice.observability.middleware import RequestContextMiddleware
 from chatservice.runtime import Runtime
@@ -140,6 +141,8 @@ def create_app(
     if settings.cors_origins:
         app.add_middleware(BrowserCORSMiddleware, allow_origins=list(settings.cors_origins))
     app.add_middleware(RequestContextMiddleware)
+    # Outermost: every layer below sees the one canonical path.
+    app.add_middleware(V1AliasMiddleware)
     if tracer_provider is not None:
         FastAPIInstrumentor.instrument_app(app, tracer_provider=tracer_provider)
         exemplars.enable()

@@ -94,7 +94,9 @@ def _model_fields(model: type[BaseModel]) -> Any:
         alias = info.alias or name
         annotation = info.annotation
         if typing.get_origin(annotation) is tuple:
-            fields[alias] = [_model_fields(typing.get_args(annotation)[0])]
+            item = typing.get_args(annotation)[0]
+            is_model = isinstance(item, type) and issubclass(item, BaseModel)
+            fields[alias] = [_model_fields(item) if is_model else None]  # (a list of strings)
             continue
         options = typing.get_args(annotation) or (annotation,)  # X | None, or X itself
         nested = [o for o in options if isinstance(o, type) and issubclass(o, BaseModel)]

@@ -100,6 +100,45 @@ def test_the_serving_pods_settings_mean_what_the_chatservice_says(
         assert route.upstream_api_key() == expected_key
 
 
+POOLED = chatservice(
+    inference={
+        "backends": [
+            {
+                "model": "llama",
+                "endpoints": [
+                    {"baseURL": "http://10.0.0.5:8000/v1", "maxConcurrency": 64},
+                    {"baseURL": "http://10.0.0.6:8000/v1", "weight": 2},
+                ],
+                "fallbacks": ["small"],
+                "apiKeySecretRef": {"name": "vllm", "key": "token"},
+            },
+            {"model": "small", "baseURL": "http://small:8000/v1"},
+        ]
+    }
+)
+
+
+def test_endpoints_and_fallbacks_reach_the_service_as_the_chatservice_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    configmap = builders.build_configmap(POOLED)
+    deployment = builders.build_deployment(POOLED, POOLED.spec.image, "sum")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    settings = settings_from(container_env(container, configmap), monkeypatch)
+    llama = settings.routes["llama"]
+    assert llama.base_url is None
+    assert [(e.base_url, e.weight, e.max_concurrency) for e in llama.upstream_endpoints()] == [
+        ("http://10.0.0.5:8000/v1", 1.0, 64),
+        ("http://10.0.0.6:8000/v1", 2.0, None),
+    ]
+    assert llama.fallbacks == ("small",)
+    assert llama.upstream_api_key() == SECRETS[("vllm", "token")]  # shared by its endpoints
+    # The single-URL shape is unchanged: one endpoint.
+    assert [e.base_url for e in settings.routes["small"].upstream_endpoints()] == [
+        "http://small:8000/v1"
+    ]
+
+
 def test_the_migration_jobs_settings_parse_for_the_same_database(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

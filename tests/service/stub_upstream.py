@@ -74,12 +74,15 @@ class StubUpstream:
     the connection closes), `slow_stream` (a chunk every 50 ms for 10 s), `unfinished_stream`
     (no finish_reason, then `[DONE]`), `no_usage` (ignores `include_usage`, as llama.cpp
     does; JSON answers without `usage`), `body:<text>` (200 with that body).
+    `status:<code>:<seconds>` adds `Retry-After: <seconds>`; `delay:<seconds>` answers ok
+    after that long. `default` is the behaviour when the plan is empty.
     `models_status` and `listed_models` script `GET /v1/models`; `models_calls` counts it.
     """
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
         self.plan: list[str] = []
+        self.default = "ok"
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.disconnects = 0
@@ -98,6 +101,7 @@ class StubUpstream:
 
     def reset(self) -> None:
         self.plan.clear()
+        self.default = "ok"
         self.requests.clear()
         self.headers.clear()
         self.disconnects = 0
@@ -110,7 +114,47 @@ class StubUpstream:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_post("/v1/completions", self._completions)
         return app
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.requests.append(body)
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [{"object": "embedding", "index": i, "embedding": [0.5, -0.25, float(len(text))]}
+                for i, text in enumerate(map(str, inputs))]  # fmt: skip
+        usage = {"prompt_tokens": len(inputs), "total_tokens": len(inputs)}
+        return web.json_response(
+            {"object": "list", "data": data, "model": body["model"], "usage": usage}
+        )
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        """Legacy text completions: the reply's words as `text`, streamed or not."""
+        body = await request.json()
+        self.requests.append(body)
+        base = {"id": "cmpl-stub", "object": "text_completion", "created": 1_700_000_000,
+                "model": body["model"]}  # fmt: skip
+        usage = {"prompt_tokens": 1, "completion_tokens": 5, "total_tokens": 6}
+        if not body.get("stream"):
+            choice = {"index": 0, "text": REPLY, "logprobs": None, "finish_reason": "stop"}
+            return web.json_response({**base, "choices": [choice], "usage": usage})
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        words = REPLY.split()
+        for i, word in enumerate(words):
+            finish = "stop" if i == len(words) - 1 else None
+            choice = {"index": 0, "text": word if i == 0 else " " + word, "logprobs": None,
+                      "finish_reason": finish}  # fmt: skip
+            await response.write(
+                b"data: " + json.dumps({**base, "choices": [choice]}).encode() + b"\n\n"
+            )
+        if (body.get("stream_options") or {}).get("include_usage"):
+            last = {**base, "choices": [], "usage": usage}
+            await response.write(b"data: " + json.dumps(last).encode() + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
 
     async def _models(self, request: web.Request) -> web.Response:
         self.models_calls += 1
@@ -125,16 +169,20 @@ class StubUpstream:
         body = await request.json()
         self.requests.append(body)
         self.headers.append(dict(request.headers))
-        behaviour = self.plan.pop(0) if self.plan else "ok"
+        behaviour = self.plan.pop(0) if self.plan else self.default
         model = body.get("model", "stub")
+        if behaviour.startswith("delay:"):
+            await asyncio.sleep(float(behaviour.split(":")[1]))
+            behaviour = "ok"
         if behaviour.startswith("status:"):
-            status = int(behaviour.split(":")[1])
+            status, *retry_after = (int(part) for part in behaviour.split(":")[1:])
             message = f"stub says {status}"
             if status in (401, 403, 429):  # what real upstreams put there: account details
                 message += f" for {ACCOUNT_DETAILS}"
             error = {"message": message, "type": "invalid_request_error",
                      "param": "messages", "code": "stub_error"}  # fmt: skip
-            return web.json_response({"error": error}, status=status)
+            headers = {"Retry-After": str(retry_after[0])} if retry_after else None
+            return web.json_response({"error": error}, status=status, headers=headers)
         if behaviour.startswith("body:"):
             return web.Response(text=behaviour[len("body:") :], content_type="application/json")
         if behaviour == "slow_headers":
@@ -187,6 +235,8 @@ class StubUpstream:
         self.disconnected.set()
 
     def start(self) -> None:
+        """Serve (again, after `stop()`: same port)."""
+        self._ready.clear()
         self._thread = threading.Thread(target=self._serve, name="stub-upstream", daemon=True)
         self._thread.start()
         if not self._ready.wait(10):

@@ -4,16 +4,27 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from chatservice.catalog.schemas import ModelCard, ModelList
+from chatservice.catalog.schemas import EndpointCount, ModelCard, ModelList
 from chatservice.config import API_PREFIX, ModelRoute
 from chatservice.kit.api_docs import AUTH_ERRORS, AUTHENTICATED, error_responses
 from chatservice.kit.deps import CurrentKey, RuntimeDep
+from chatservice.runtime import Runtime
 
 router = APIRouter(prefix=f"{API_PREFIX}/models", tags=["models"])
 
 
-def _card(route: ModelRoute, created: int) -> ModelCard:
-    return ModelCard(id=route.name, created=created, owned_by=route.owned_by)
+def _card(route: ModelRoute, runtime: Runtime) -> ModelCard:
+    endpoints = runtime.routing.endpoints(route)
+    count = (
+        None
+        if endpoints is None
+        else EndpointCount(
+            total=len(endpoints), healthy=sum(e.state == "healthy" for e in endpoints)
+        )
+    )
+    return ModelCard(
+        id=route.name, created=runtime.created, owned_by=route.owned_by, endpoints=count
+    )
 
 
 @router.get(
@@ -24,7 +35,7 @@ def _card(route: ModelRoute, created: int) -> ModelCard:
     summary="List the models this service routes",
 )
 async def list_models(runtime: RuntimeDep, key: CurrentKey) -> ModelList:
-    return ModelList(data=[_card(route, runtime.created) for route in runtime.routing.routes])
+    return ModelList(data=[_card(route, runtime) for route in runtime.routing.routes])
 
 
 @router.get(
@@ -35,4 +46,4 @@ async def list_models(runtime: RuntimeDep, key: CurrentKey) -> ModelList:
     summary="Describe one model",
 )
 async def get_model(model_id: str, runtime: RuntimeDep, key: CurrentKey) -> ModelCard:
-    return _card(runtime.routing.get(model_id), runtime.created)
+    return _card(runtime.routing.get(model_id), runtime)

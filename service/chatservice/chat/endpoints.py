@@ -17,6 +17,7 @@ from chatservice.observability.context import current_record
 
 router = APIRouter(prefix=API_PREFIX, tags=["chat"])
 
+UPSTREAM_HEADER = "x-chatservice-upstream"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -66,8 +67,11 @@ async def create_chat_completion(request: Request, key: CurrentKey) -> Response:
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             events = await cancel_on_disconnect(request, completion.open_stream(include_usage))
-            headers = {**SSE_HEADERS, **admission.headers} if admission.headers else SSE_HEADERS
-            return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+            return StreamingResponse(
+                events,
+                media_type="text/event-stream",
+                headers={**SSE_HEADERS, **admission.headers, **_upstream_header(completion)},
+            )
         result = await cancel_on_disconnect(request, completion.run())
     except ClientDisconnectedError:
         # Nobody is listening; the status only reaches the access log and metrics.
@@ -75,4 +79,15 @@ async def create_chat_completion(request: Request, key: CurrentKey) -> Response:
     except ChatServiceError as exc:
         exc.headers = {**admission.headers, **exc.headers}
         raise
-    return Response(orjson.dumps(result), media_type="application/json", headers=admission.headers)
+    return Response(
+        orjson.dumps(result),
+        media_type="application/json",
+        headers={**admission.headers, **_upstream_header(completion)},
+    )
+
+
+def _upstream_header(completion: Completion) -> dict[str, str]:
+    """Which model and endpoint answered (`model/ordinal`; a fallback names itself), without
+    the endpoint's address."""
+    answered_by = completion.stats.answered_by
+    return {UPSTREAM_HEADER: answered_by} if answered_by else {}

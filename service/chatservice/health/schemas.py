@@ -18,10 +18,20 @@ class Readiness(BaseModel):
     reason: str | None = Field(default=None, examples=["database unreachable"])
 
 
+class EndpointHealth(BaseModel):
+    endpoint: str = Field(description="`model/ordinal`: the address is not shown.")
+    state: Literal["healthy", "ejected", "rate_limited"]
+    seconds_left: float | None = Field(description="Until it may be tried again.")
+    outstanding: int
+    last_error: str | None
+
+
 class ComponentHealth(BaseModel):
     status: Status
     latency_ms: float | None = None
     error: str | None = None
+    # A backend's endpoints as this worker sees them (passive health is per worker).
+    endpoints: list[EndpointHealth] | None = None
 
 
 class SchemaHealth(BaseModel):

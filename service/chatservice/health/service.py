@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 
 from chatservice.config import ModelRoute
 from chatservice.db.migrate import applied_revisions
-from chatservice.health.schemas import ComponentHealth
+from chatservice.health.schemas import ComponentHealth, EndpointHealth
 from chatservice.runtime import Runtime
 
 
@@ -39,7 +39,22 @@ async def probe_database(runtime: Runtime) -> DatabaseProbe:
 async def probe_backend(runtime: Runtime, route: ModelRoute) -> ComponentHealth:
     started = time.perf_counter()
     health = await runtime.routing.backend(route).check(route)
-    return ComponentHealth(status=health.status, latency_ms=_ms_since(started), error=health.error)
+    reports = runtime.routing.endpoints(route)
+    status, error = health.status, health.error
+    shunned = [r for r in reports or () if r.state != "healthy"]
+    if shunned and status == "ok":
+        status, error = (
+            "degraded",
+            f"{len(shunned)} of {len(reports or ())} endpoints ejected or resting",
+        )
+    return ComponentHealth(
+        status=status,
+        latency_ms=_ms_since(started),
+        error=error,
+        endpoints=None
+        if reports is None
+        else [EndpointHealth.model_validate(r, from_attributes=True) for r in reports],
+    )
 
 
 def _ms_since(started: float) -> float:

@@ -23,6 +23,8 @@ class CallStats:
     attempts: int = 0
     # The model the upstream says answered, before the public name replaces it (for traces).
     upstream_model: Any = None
+    # Which route and endpoint answered (`model/ordinal`), for `x-chatservice-upstream`.
+    answered_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -20,11 +21,15 @@ import orjson
 
 from chatservice.config import ModelRoute, Settings
 from chatservice.errors import (
+    ChatServiceError,
     UpstreamError,
     UpstreamInvalidResponseError,
+    UpstreamRateLimitError,
     UpstreamTimeoutError,
+    UpstreamUnreachableError,
 )
-from chatservice.inference.base import BackendHealth, CallStats, Payload, StreamEvent
+from chatservice.inference.base import HEALTHY, BackendHealth, CallStats, Payload, StreamEvent
+from chatservice.inference.endpoint_pool import Endpoint, EndpointPool
 from chatservice.inference.sse import DataFields
 from chatservice.inference.upstream_errors import (
     LOGGED_BODY_CHARS,
@@ -37,7 +42,6 @@ from chatservice.inference.upstream_health import UpstreamChecks
 log = logging.getLogger("chatservice.upstream")
 
 RETRYABLE_STATUSES = frozenset({429, 502, 503})
-MAX_RETRY_AFTER = 5.0
 TOKEN_LIMIT_FIELDS = ("max_completion_tokens", "max_tokens")
 
 
@@ -50,20 +54,26 @@ class OpenAIBackend:
         self._connect_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=settings.upstream_connect_timeout
         )
+        self._pools = {
+            route.name: EndpointPool(route, settings)
+            for route in settings.models
+            if route.backend == "openai"
+        }
         self._checks = UpstreamChecks(
             session, settings.health_backend_timeout, settings.health_backend_cache_ttl
         )
 
     async def complete(self, route: ModelRoute, payload: Payload, stats: CallStats) -> Payload:
         deadline = time.monotonic() + self._settings.upstream_total_timeout
-        response = await self._send(route, payload, stats, deadline)
+        sent = await self._send(route, payload, stats, deadline)
         started = time.perf_counter()
         try:
-            body = await self._read_body(route, response, deadline)
+            body = await self._read_body(sent.route, sent.response, deadline)
         finally:
             stats.upstream_seconds += time.perf_counter() - started
-            response.release()
-        return _completion(route, body, stats)
+            sent.response.release()
+            sent.pool.release(sent.endpoint)
+        return _completion(sent.route, body, stats)
 
     async def _read_body(
         self, route: ModelRoute, response: aiohttp.ClientResponse, deadline: float
@@ -105,13 +115,20 @@ class OpenAIBackend:
             raise broken(route, exc, mid_stream=mid_stream) from exc
 
     async def stream(
-        self, route: ModelRoute, payload: Payload, stats: CallStats
+        self,
+        route: ModelRoute,
+        payload: Payload,
+        stats: CallStats,
+        path: str = "chat/completions",
     ) -> AsyncIterator[list[StreamEvent]]:
         deadline = time.monotonic() + self._settings.upstream_total_timeout
         # Ask for usage even when the client did not, so tokens are always counted; the
         # chat service drops that chunk again for clients that did not ask.
         upstream_payload = {**payload, "stream": True, "stream_options": {"include_usage": True}}
-        response = await self._send(route, upstream_payload, stats, deadline)
+        sent = await self._send(route, upstream_payload, stats, deadline, path)
+        # From here on the answer is the one of this endpoint (maybe of a fallback model):
+        # nothing is retried once a byte may have reached the client.
+        route, response = sent.route, sent.response
         fields = DataFields(route.name)
         finished = False
         try:
@@ -153,29 +170,122 @@ class OpenAIBackend:
                 # Closing (not releasing) drops the connection, which is how the upstream
                 # learns that nobody is reading any more and stops generating.
                 response.close()
+            sent.pool.release(sent.endpoint)
 
     async def check(self, route: ModelRoute) -> BackendHealth:
-        return await self._checks.check(route, _url(route, "models"), _headers(route))
+        """Every endpoint's `GET /models`: ok if all answer, degraded if only some do."""
+        pool = self._pools[route.name]
+        results = await asyncio.gather(
+            *(
+                self._checks.check(route, e.url + "/models", _headers(e.key(route)))
+                for e in pool.endpoints
+            )
+        )
+        failed = [r for r in results if r.status != "ok"]
+        if not failed:
+            return HEALTHY
+        if len(failed) < len(results):
+            return BackendHealth(
+                "degraded", f"{len(failed)} of {len(results)} endpoints fail: {failed[0].error}"
+            )
+        return failed[0]
+
+    def pool(self, route: ModelRoute) -> EndpointPool:
+        return self._pools[route.name]
+
+    async def relay(
+        self, route: ModelRoute, path: str, payload: Payload, stats: CallStats
+    ) -> Payload:
+        """A non-streaming call to another OpenAI endpoint (`embeddings`, `completions`): the
+        same endpoints, retries and fallbacks as chat; the answer under the public name."""
+        deadline = time.monotonic() + self._settings.upstream_total_timeout
+        sent = await self._send(route, payload, stats, deadline, path)
+        started = time.perf_counter()
+        try:
+            body = await self._read_body(sent.route, sent.response, deadline)
+        finally:
+            stats.upstream_seconds += time.perf_counter() - started
+            sent.response.release()
+            sent.pool.release(sent.endpoint)
+        try:
+            result: Any = orjson.loads(body)
+        except ValueError:
+            result = None
+        if not isinstance(result, dict) or "error" in result:
+            log.warning(
+                "upstream answered something that is not an answer",
+                extra={"model": route.name, "path": path, "upstream_body": _logged(body)},
+            )
+            raise UpstreamInvalidResponseError(
+                f"The upstream for `{sent.route.name}` answered with something that is not a "
+                f"`{path}` answer."
+            )
+        stats.upstream_model = result.get("model")
+        result["model"] = sent.route.name
+        return result
 
     async def _send(
-        self, route: ModelRoute, payload: Payload, stats: CallStats, deadline: float
-    ) -> aiohttp.ClientResponse:
-        """POST until the upstream answers with something other than a retryable error."""
-        body = _upstream_body(route, payload)
+        self,
+        route: ModelRoute,
+        payload: Payload,
+        stats: CallStats,
+        deadline: float,
+        path: str = "chat/completions",
+    ) -> _Sent:
+        """POST to the route's endpoints, then to its fallbacks' in order, until one answers
+        with something other than a retryable error, all before `deadline`."""
+        failure: ChatServiceError | None = None
+        for candidate in (route, *(self._settings.routes[name] for name in route.fallbacks)):
+            try:
+                return await self._send_to_route(candidate, payload, stats, deadline, path)
+            except (UpstreamUnreachableError, UpstreamRateLimitError, _Retryable) as exc:
+                failure = exc.error if isinstance(exc, _Retryable) else exc
+                if time.monotonic() >= deadline:
+                    break
+        assert failure is not None  # noqa: S101 - the chain has at least the route itself
+        raise failure
+
+    async def _send_to_route(
+        self, route: ModelRoute, payload: Payload, stats: CallStats, deadline: float, path: str
+    ) -> _Sent:
+        pool = self._pools[route.name]
+        body = orjson.dumps(_upstream_body(route, payload))
         retries = self._settings.upstream_max_retries
+        tried: set[Endpoint] = set()
+        failure: ChatServiceError | None = None
         for attempt in range(retries + 1):
+            endpoint = await self._pick(pool, tried, deadline)
+            if endpoint is None:
+                # Nothing new to try: an endpoint tried already, after a pause.
+                if failure is not None and not await self._pause(attempt - 1, deadline):
+                    break  # no time left for this model: maybe for a fallback's
+                endpoint = await self._pick(pool, set(), deadline)
+            if endpoint is None:
+                if failure is not None:
+                    break
+                raise UpstreamUnreachableError(
+                    f"No endpoint of the upstream for `{route.name}` is available now.",
+                    code="no_available_endpoint",
+                    headers={"Retry-After": str(max(1, round(pool.next_recovery())))},
+                )
+            tried.add(endpoint)
             stats.attempts += 1
             started = time.perf_counter()
             try:
                 timeout = min(self._settings.upstream_first_byte_timeout, _remaining(deadline))
                 async with asyncio.timeout(timeout):
                     response = await self._session.post(
-                        _url(route, "chat/completions"),
-                        data=orjson.dumps(body),
-                        headers={**_headers(route), "Content-Type": "application/json"},
+                        endpoint.url + "/" + path,
+                        data=body,
+                        headers={
+                            **_headers(endpoint.key(route)),
+                            "Content-Type": "application/json",
+                        },
                         timeout=self._connect_timeout,
                     )
             except TimeoutError:
+                pool.release(endpoint)
+                pool.failed(endpoint, "timeout")
                 log.warning(
                     "upstream did not answer in time",
                     extra={"model": route.name, "outcome": UpstreamTimeoutError.outcome},
@@ -184,32 +294,67 @@ class OpenAIBackend:
                     f"The upstream for `{route.name}` did not answer in time."
                 ) from None
             except aiohttp.ClientConnectionError as exc:
-                if attempt < retries and not isinstance(exc, aiohttp.ServerDisconnectedError):
-                    await self._backoff(attempt, None, deadline)
-                    continue
-                raise broken(route, exc) from exc
+                pool.release(endpoint)
+                pool.failed(endpoint, type(exc).__name__)
+                failure = broken(route, exc)
+                if isinstance(exc, aiohttp.ServerDisconnectedError):
+                    raise failure from exc  # it may have started the work: not retried
+                continue
+            except BaseException:
+                pool.release(endpoint)
+                raise
             finally:
                 stats.upstream_seconds += time.perf_counter() - started
             if response.status < 400:
-                return response
-            if response.status in RETRYABLE_STATUSES and attempt < retries:
-                retry_after = response.headers.get("retry-after")
-                response.release()
-                await self._backoff(attempt, retry_after, deadline)
+                pool.succeeded(endpoint)
+                stats.answered_by = endpoint.label
+                return _Sent(response, route, pool, endpoint)
+            pool.release(endpoint)
+            if response.status == 429:
+                pool.rate_limited(endpoint, response.headers.get("retry-after"))
+            elif response.status >= 500:
+                pool.failed(endpoint, str(response.status))
+            if response.status in RETRYABLE_STATUSES:
+                failure = await status_error(route, response)
                 continue
             raise await status_error(route, response)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+        assert failure is not None  # noqa: S101 - the loop ran and failed at least once
+        raise _Retryable(failure)
 
-    async def _backoff(self, attempt: int, retry_after: str | None, deadline: float) -> None:
+    async def _pick(
+        self, pool: EndpointPool, tried: set[Endpoint], deadline: float
+    ) -> Endpoint | None:
+        endpoint = pool.pick(tried)
+        while endpoint is None and pool.all_capped(tried):
+            await pool.wait_for_slot(deadline)
+            endpoint = pool.pick(tried)
+        return endpoint
+
+    async def _pause(self, attempt: int, deadline: float) -> bool:
+        """Back off before trying an endpoint again; False if the deadline comes first."""
         delay = self._settings.upstream_retry_backoff * (2**attempt) * (0.5 + random.random())  # noqa: S311
-        if retry_after is not None:
-            try:
-                delay = max(delay, min(float(retry_after), MAX_RETRY_AFTER))
-            except ValueError:
-                pass
         if delay >= _remaining(deadline):
-            raise UpstreamTimeoutError("The upstream kept failing until the deadline.")
+            return False
         await asyncio.sleep(delay)
+        return True
+
+
+@dataclass(slots=True)
+class _Sent:
+    """An upstream's answer that started (headers < 400) and the endpoint it holds."""
+
+    response: aiohttp.ClientResponse
+    route: ModelRoute
+    pool: EndpointPool
+    endpoint: Endpoint
+
+
+class _Retryable(Exception):
+    """A route's endpoints all failed in a way a fallback model may not."""
+
+    def __init__(self, error: ChatServiceError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 def _upstream_body(route: ModelRoute, payload: Payload) -> Payload:
@@ -267,13 +412,7 @@ def _is_chat_completion(result: Any) -> bool:
     )
 
 
-def _url(route: ModelRoute, path: str) -> str:
-    base_url = route.base_url or ""  # never empty here: the settings require it for openai
-    return base_url.rstrip("/") + "/" + path
-
-
-def _headers(route: ModelRoute) -> dict[str, str]:
-    key = route.upstream_api_key()
+def _headers(key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 

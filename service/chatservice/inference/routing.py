@@ -5,18 +5,20 @@ from __future__ import annotations
 import aiohttp
 
 from chatservice.config import ModelRoute, Settings
-from chatservice.errors import NotFoundError
+from chatservice.errors import InvalidRequestError, NotFoundError
 from chatservice.inference.base import ChatBackend
 from chatservice.inference.echo import EchoBackend
+from chatservice.inference.endpoint_pool import EndpointReport
 from chatservice.inference.openai_compatible import OpenAIBackend
 
 
 class RoutingTable:
     def __init__(self, settings: Settings, http: aiohttp.ClientSession) -> None:
         self._routes = settings.routes
+        self._openai = OpenAIBackend(http, settings)
         self._backends: dict[str, ChatBackend] = {
             "echo": EchoBackend(settings.echo_token_delay, settings.echo_max_tokens),
-            "openai": OpenAIBackend(http, settings),
+            "openai": self._openai,
         }
 
     @property
@@ -35,3 +37,20 @@ class RoutingTable:
 
     def backend(self, route: ModelRoute) -> ChatBackend:
         return self._backends[route.backend]
+
+    def endpoints(self, route: ModelRoute) -> list[EndpointReport] | None:
+        """The state of the route's endpoints in this worker (None: it has none, as echo)."""
+        if route.backend != "openai":
+            return None
+        return self._openai.pool(route).report()
+
+    def relay(self, route: ModelRoute) -> OpenAIBackend:
+        """The backend of the endpoints relayed as they are (embeddings, legacy completions):
+        only upstreams have them."""
+        if route.backend != "openai":
+            raise InvalidRequestError(
+                f"The model `{route.name}` does not serve this endpoint.",
+                param="model",
+                code="model_not_supported",
+            )
+        return self._openai

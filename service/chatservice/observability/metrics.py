@@ -84,6 +84,18 @@ GATEWAY_OVERHEAD = Histogram(
     ["model"],
     buckets=_OVERHEAD_BUCKETS,
 )
+ROUTE_QUEUE_DEPTH = Gauge(
+    "chatservice_route_queue_depth",
+    "Requests waiting because every endpoint of the model is at its concurrency cap.",
+    ["model"],
+    multiprocess_mode="livesum",
+)
+ROUTE_QUEUE_WAIT = Histogram(
+    "chatservice_route_queue_wait_seconds",
+    "Time a request waited for a free endpoint of its model (served or refused after).",
+    ["model"],
+    buckets=_LATENCY_BUCKETS,
+)
 
 SPEND = Counter(
     "chatservice_spend_usd_total",

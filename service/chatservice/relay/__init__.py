@@ -1,0 +1,1 @@
+"""`POST /embeddings` and `POST /completions` (legacy): relayed to a model's upstream."""
