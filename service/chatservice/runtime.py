@@ -9,6 +9,7 @@ import aiohttp
 from opentelemetry.trace import Tracer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from chatservice.auth.login import LoginGuard
 from chatservice.chat.shutdown import OpenStreams
 from chatservice.chat.usage import TokenCounter
 from chatservice.config import Settings
@@ -26,6 +27,7 @@ class Runtime:
     routing: RoutingTable
     authenticator: KeyAuthenticator
     schema: SchemaHistory
+    login: LoginGuard
     # By route name, for the routes that configure a tokenizer.
     token_counters: dict[str, TokenCounter] = field(default_factory=dict)
     started_at: float = field(default_factory=time.monotonic)
