@@ -282,7 +282,7 @@ async def _load(session: AsyncSession, key_hash: str) -> Principal | None:
     ).first()
     if found is None:
         return None
-    row, role, active = found.tuple()
+    row, role, active = found
     if row.user_id is not None and not active:
         return None  # the owner was deactivated
     expires_at = row.expires_at
