@@ -332,8 +332,11 @@ class CanaryStatus(_StatusModel):
     verdict: CanaryVerdict | None = None
     decided_at: str | None = None
     message: str | None = None
-    # Every pod's counters when the window opened, so a restarted operator measures the same.
-    baseline: tuple[PodSample, ...] = ()
+    # Every pod's counters at the last reading (the first: when the window opened), and what each
+    # pod did in the window so far: a restarted operator measures the same window, and a pod
+    # that restarts or goes keeps what it did counted.
+    readings: tuple[PodSample, ...] = ()
+    window: tuple[PodSample, ...] = ()
 
 
 class ChatServiceStatus(_StatusModel):

@@ -23,7 +23,7 @@ from chatservice_operator.resource import (
     PodSample,
     RolloutStatus,
 )
-from chatservice_operator.verdict import judge, measure, summary
+from chatservice_operator.verdict import advance, judge, measure, summary
 
 
 class ConditionType(StrEnum):
@@ -447,17 +447,24 @@ def _canary_step(run: _Pass, migration: MigrationStatus, stable: DeploymentObser
         conditions.set(DEGRADED, "False", "AsExpected", "")
         return judging(record)
     if record.started is None:
-        record = record.model_copy(update={"started": run.now, "baseline": run.observed.samples})
+        record = record.model_copy(update={"started": run.now, "readings": run.observed.samples})
         message = f"{target} serves on {replicas} canary pod(s), judged for {spec.duration}"
         conditions.set(PROGRESSING, "True", "CanaryAnalysing", message)
         conditions.set(DEGRADED, "False", "AsExpected", "")
         return judging(record, Event("Normal", "CanaryStarted", message))
-    measured = measure(run.observed.samples, record.baseline)
+    window, readings = advance(record.window, record.readings, run.observed.samples)
+    measured = measure(window)
     mine, theirs = measured[Track.CANARY], measured[Track.STABLE]
     window_over = _seconds_between(record.started, run.now) >= spec.duration_seconds
     judgement = judge(mine, theirs, spec, window_over=window_over)
     record = record.model_copy(
-        update={"requests_seen": mine.requests, "canary": mine, "stable": theirs}
+        update={
+            "requests_seen": mine.requests,
+            "canary": mine,
+            "stable": theirs,
+            "readings": readings,
+            "window": window,
+        }
     )
     figures = summary(mine, theirs)
     if judgement.verdict == CanaryVerdict.FAILED:
@@ -468,7 +475,8 @@ def _canary_step(run: _Pass, migration: MigrationStatus, stable: DeploymentObser
                 "verdict": CanaryVerdict.PASSED,
                 "decided_at": run.now,
                 "message": f"{target} passed its canary: {figures}",
-                "baseline": (),
+                "readings": (),
+                "window": (),
             }
         )
         event = Event("Normal", "CanaryPassed", passed.message or "")
@@ -514,7 +522,8 @@ def _canary_failed(
             "verdict": CanaryVerdict.FAILED,
             "decided_at": run.now,
             "message": message,
-            "baseline": (),
+            "readings": (),
+            "window": (),
         }
     )
     run.conditions.set(PROGRESSING, "False", "CanaryFailed", message)

@@ -101,13 +101,46 @@ def figures(deltas: Iterable[PodSample]) -> CanaryFigures:
     )
 
 
-def measure(now: Iterable[PodSample], baseline: Iterable[PodSample]) -> dict[Track, CanaryFigures]:
-    """Each track's figures over the window: every pod's counters now minus at the start."""
-    then = {sample.pod: sample for sample in baseline}
-    deltas: dict[Track, list[PodSample]] = {Track.STABLE: [], Track.CANARY: []}
+def _plus(total: PodSample | None, delta: PodSample) -> PodSample:
+    if total is None:
+        return delta
+    ttft, added = dict(total.time_to_first_token), dict(total.added_latency)
+    _add(ttft, delta.time_to_first_token)
+    _add(added, delta.added_latency)
+    return total.model_copy(
+        update={
+            "requests": total.requests + delta.requests,
+            "errors": total.errors + delta.errors,
+            "streams": total.streams + delta.streams,
+            "completed_streams": total.completed_streams + delta.completed_streams,
+            "time_to_first_token": ttft,
+            "added_latency": added,
+        }
+    )
+
+
+def advance(
+    window: Iterable[PodSample], readings: Iterable[PodSample], now: Iterable[PodSample]
+) -> tuple[tuple[PodSample, ...], tuple[PodSample, ...]]:
+    """The window's per-pod totals and the pods' last readings after one more reading.
+
+    Each pod adds what it did since its last reading, so what a pod did before it restarted or
+    disappeared stays counted (as Prometheus' increase() keeps it across counter resets); a pod
+    that could not be read this time keeps its last reading, so nothing is counted twice."""
+    totals = {sample.pod: sample for sample in window}
+    last = {sample.pod: sample for sample in readings}
     for sample in now:
+        totals[sample.pod] = _plus(totals.get(sample.pod), pod_delta(sample, last.get(sample.pod)))
+        last[sample.pod] = sample
+    return tuple(totals.values()), tuple(last.values())
+
+
+def measure(window: Iterable[PodSample]) -> dict[Track, CanaryFigures]:
+    """Each track's figures from its pods' totals over the window."""
+    deltas: dict[Track, list[PodSample]] = {Track.STABLE: [], Track.CANARY: []}
+    for sample in window:
         if sample.track in deltas:
-            deltas[Track(sample.track)].append(pod_delta(sample, then.get(sample.pod)))
+            deltas[Track(sample.track)].append(sample)
     return {track: figures(samples) for track, samples in deltas.items()}
 
 

@@ -6,8 +6,9 @@ counters as real requests would. A stand-in for real service pods, which need a 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import aiohttp.web
@@ -36,6 +37,8 @@ class FakePod:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     served: int = 0
     port: int = 0
+    # Who read /metrics, by the product in their User-Agent (`chatservice-operator`, `Prometheus`).
+    readers: collections.Counter[str] = field(default_factory=collections.Counter)
 
     def __post_init__(self) -> None:
         # The service's names, labels and buckets: what the operator reads from a real pod.
@@ -72,15 +75,20 @@ class FakePod:
             self.ttft.labels("llama").observe(self.behaviour.time_to_first_token)
             self.added.labels("llama").observe(self.behaviour.added_latency)
 
-    async def metrics(self, _: aiohttp.web.Request) -> aiohttp.web.Response:
+    async def metrics(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        self.readers[request.headers.get("User-Agent", "").split("/")[0]] += 1
         return aiohttp.web.Response(body=generate_latest(self.registry), content_type="text/plain")
 
 
 class Pods:
     """Pods the test creates for each rolled-out Deployment, and the traffic they serve."""
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(
+        self, cluster: Cluster, on_change: Callable[[list[FakePod]], None] | None = None
+    ) -> None:
         self.cluster = cluster
+        # Told the pods after each change (e.g. to write a Prometheus' file of targets).
+        self.on_change = on_change
         self.pods: dict[str, FakePod] = {}
         self._runners: list[aiohttp.web.AppRunner] = []
         self.behaviour = {"stable": Behaviour(), "canary": Behaviour()}
@@ -120,12 +128,18 @@ class Pods:
             )
             self.pods[pod.name] = pod
             started.append(pod)
+        self._changed()
         return started
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(list(self.pods.values()))
 
     async def stop_for(self, deployment: str) -> None:
         for name in [n for n in self.pods if n.startswith(f"{deployment}-5d8f9-")]:
             del self.pods[name]
             await self.cluster.delete(PODS, name)
+        self._changed()
 
     def serve(self, per_pod: int) -> None:
         for pod in self.pods.values():

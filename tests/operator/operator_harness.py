@@ -178,10 +178,12 @@ class Cluster:
         await self.patch(DEPLOYMENTS, name, {"status": status}, "status")
 
 
-async def eventually(check: Callable[[], Any], message: str = "condition") -> Any:
-    """Wait (10 s at most) for the operator to reach a state."""
+async def eventually(
+    check: Callable[[], Any], message: str = "condition", within: float = 10
+) -> Any:
+    """Wait (10 s unless told) for the operator to reach a state."""
     try:
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(within):
             # Polling: kmock's object store has no change notification to wait on.
             while not (result := check()):  # noqa: ASYNC110
                 await asyncio.sleep(0.05)

@@ -5,13 +5,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
 from chatservice_operator import builders, metrics
 from chatservice_operator.identity import migration_hash
 from tests.operator.canary_pods import PODS, Behaviour, Pods
+from tests.operator.canary_steps import (
+    CANARY,
+    STABLE,
+    canary_of_new,
+    canary_status,
+    count,
+    phase,
+    serving,
+    stable_never_ran,
+)
 from tests.operator.flow_steps import condition, image_of, install, status
 from tests.operator.operator_harness import (
     CHATSERVICES,
@@ -23,11 +32,6 @@ from tests.operator.operator_harness import (
 )
 from tests.operator.operator_specs import NEW, OLD, body, chatservice, job_for
 
-CANARY = "chat-canary"
-STABLE = "chat-stable"
-# Short enough for a test; long enough for several reads of the pods inside the window.
-CANARY_SPEC = {"enabled": True, "duration": "2s", "minRequests": 50}
-
 
 @pytest.fixture
 async def pods(cluster: Cluster) -> AsyncIterator[Pods]:
@@ -36,43 +40,6 @@ async def pods(cluster: Cluster) -> AsyncIterator[Pods]:
         yield played
     finally:
         await played.close()
-
-
-def canary_status(cluster: Cluster) -> dict[str, Any]:
-    return dict(status(cluster).get("canary") or {})
-
-
-def phase(cluster: Cluster) -> str | None:
-    return status(cluster).get("phase")
-
-
-async def serving(cluster: Cluster, pods: Pods, **canary: Any) -> None:
-    """A ChatService with canaries on, Ready at OLD on two stable pods."""
-    await install(cluster, rollout={"canary": {**CANARY_SPEC, **canary}})
-    await pods.start_for(STABLE)
-
-
-async def canary_of_new(cluster: Cluster, pods: Pods) -> None:
-    """NEW migrated; its canary Deployment rolled out and its pod serving."""
-    await cluster.patch(CHATSERVICES, "chat", {"spec": {"image": NEW}})
-    await eventually(lambda: cluster.get(JOBS, job_for(NEW)), message="the new migration Job")
-    await cluster.complete_job(job_for(NEW))
-    canary = await eventually(lambda: cluster.get(DEPLOYMENTS, CANARY), message="the canary")
-    assert canary["spec"]["replicas"] == 1
-    assert canary["spec"]["template"]["spec"]["containers"][0]["image"] == NEW
-    await eventually(lambda: phase(cluster) == "Canary", message="phase Canary")
-    await cluster.roll_out(CANARY)
-    await pods.start_for(CANARY)
-
-
-def stable_never_ran(cluster: Cluster, image: str) -> bool:
-    """No write to the stable Deployment ever carried the image."""
-    return cluster.first("PATCH", f"/deployments/{STABLE}", image) is None
-
-
-def count(metric: Any, *labels: str) -> float:
-    value: float = metric.labels(*labels)._value.get()
-    return value
 
 
 @pytest.mark.usefixtures("operator")
@@ -95,7 +62,8 @@ async def test_a_healthy_canary_is_promoted(cluster: Cluster, pods: Pods) -> Non
         assert record[track]["errorRatio"] == 0
         assert record[track]["streamCompletionRatio"] == 1
         assert 0.1 < record[track]["timeToFirstTokenP95"] <= 0.25  # 0.2 s, in (0.1, 0.25]
-    assert record["baseline"] == []
+    assert record["readings"] == []
+    assert record["window"] == []
     assert condition(cluster, "Progressing") == ("True", "CanaryPassed")
     await eventually(lambda: cluster.get(DEPLOYMENTS, CANARY) is None, message="canary removed")
     await cluster.roll_out(STABLE)
@@ -169,8 +137,8 @@ async def test_an_operator_restarted_mid_canary_continues_the_same_window(
     async with pods.traffic():
         await canary_of_new(cluster, pods)
         started = await eventually(lambda: canary_status(cluster).get("started"), "the window")
-        baseline = canary_status(cluster)["baseline"]
-        assert {sample["track"] for sample in baseline} == {"stable", "canary"}
+        readings = canary_status(cluster)["readings"]
+        assert {sample["track"] for sample in readings} == {"stable", "canary"}
         await operator.stop()
         await asyncio.sleep(0.5)
         await operator.start()

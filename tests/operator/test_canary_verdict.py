@@ -9,7 +9,7 @@ import pytest
 from chatservice_operator.identity import Track
 from chatservice_operator.resource import Canary, CanaryFigures, CanaryVerdict, PodSample
 from chatservice_operator.scrape import ServingPod, parse_exposition
-from chatservice_operator.verdict import judge, measure, pod_delta, quantile
+from chatservice_operator.verdict import advance, judge, measure, pod_delta, quantile
 from tests.operator.operator_specs import chatservice
 
 SPEC = chatservice(rollout={"canary": {"enabled": True, "minRequests": 100}}).spec.rollout.canary
@@ -168,13 +168,37 @@ def test_measure_keeps_the_tracks_apart_and_adds_up_their_pods() -> None:
         sample("canary-1", requests=103, errors=10, streams=20, completed_streams=15),
         sample("stable-3", Track.STABLE, requests=100, errors=0),  # started during the window
     ]
-    measured = measure(now, baseline)
+    window, _ = advance((), baseline, now)
+    measured = measure(window)
     assert measured[Track.STABLE] == CanaryFigures(
         requests=300, error_ratio=2 / 300, stream_completion_ratio=19 / 20
     )
     assert measured[Track.CANARY] == CanaryFigures(
         requests=100, error_ratio=0.1, stream_completion_ratio=0.75
     )
+
+
+def test_what_a_pod_did_before_it_restarted_or_went_stays_counted() -> None:
+    start = [sample("canary-1", requests=0), sample("stable-1", Track.STABLE, requests=1000)]
+    first = [
+        sample("canary-1", requests=50, errors=10),
+        sample("stable-1", Track.STABLE, requests=1050),
+    ]
+    window, readings = advance((), start, first)
+    # The canary pod crashed and came back (its counters start again); the stable pod was
+    # replaced by another one; a second canary pod could not be read this time.
+    second = [
+        sample("canary-1", requests=5, errors=1),
+        sample("stable-2", Track.STABLE, requests=30),
+    ]
+    window, readings = advance(window, readings, second)
+    measured = measure(window)
+    assert measured[Track.CANARY] == CanaryFigures(requests=55, error_ratio=11 / 55)
+    assert measured[Track.STABLE] == CanaryFigures(requests=80, error_ratio=0)
+    # Read again unchanged, nothing is counted twice; the pod that went keeps its last reading.
+    again, readings = advance(window, readings, second)
+    assert measure(again) == measured
+    assert {reading.pod for reading in readings} == {"canary-1", "stable-1", "stable-2"}
 
 
 EXPOSITION = """\

@@ -66,15 +66,22 @@ class Prometheus:
 
 @contextmanager
 def prometheus_server(
-    targets: dict[str, str], directory: Path, flags: Sequence[str] = ()
+    targets: dict[str, str],
+    directory: Path,
+    flags: Sequence[str] = (),
+    file_targets: Path | None = None,
 ) -> Iterator[Prometheus]:
     """Prometheus scraping each job's `host:port`/metrics every second, stopped on exit;
-    `flags` are added to its command line (e.g. `--enable-feature=exemplar-storage`)."""
+    `flags` are added to its command line (e.g. `--enable-feature=exemplar-storage`).
+    `file_targets` adds a job `files` whose targets (and their labels) Prometheus reads from that
+    JSON file whenever it changes, as it would follow pods through Kubernetes discovery."""
     binary = require("prometheus")
     jobs = "".join(
         f"  - job_name: {job}\n    static_configs: [{{targets: ['{target}']}}]\n"
         for job, target in targets.items()
     )
+    if file_targets is not None:
+        jobs += f"  - job_name: files\n    file_sd_configs: [{{files: ['{file_targets}']}}]\n"
     config = directory / "prometheus.yml"
     config.write_text(
         f"global: {{scrape_interval: 1s, scrape_timeout: 900ms}}\nscrape_configs:\n{jobs}"

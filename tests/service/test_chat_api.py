@@ -126,6 +126,12 @@ async def test_stream_without_include_usage_has_no_usage_chunk(client: httpx.Asy
             {"messages": [{"role": "user", "content": [{"type": "text", "text": None}]}]},
             "messages[0].content[0].text",
         ),
+        # Only an assistant turn may leave its content out (tool calls instead).
+        ({"messages": [{"role": "user"}]}, "messages[0].content"),
+        (
+            {"messages": [{"role": "system", "content": "x"}, {"role": "user", "content": None}]},
+            "messages[1].content",
+        ),
     ],
 )
 async def test_invalid_fields_get_400_with_the_param(

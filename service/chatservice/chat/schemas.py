@@ -133,6 +133,14 @@ class ChatCompletionRequest(BaseModel):
         # Raised as the service's own error (pydantic passes it through), so the parameter is
         # the exact path inside the content.
         for index, message in enumerate(self.messages):
+            # Only an assistant turn may come without content (its tool calls say it all), as
+            # OpenAI has it; a user turn without any would reach the model as nothing.
+            if message.content is None and message.role != "assistant":
+                raise InvalidRequestError(
+                    f"Missing required parameter: 'messages[{index}].content'.",
+                    param=f"messages[{index}].content",
+                    code="missing_required_parameter",
+                )
             if isinstance(message.content, list):
                 _check_content_parts(message.content, f"messages[{index}].content")
                 _keep_big_integers(message.content)
