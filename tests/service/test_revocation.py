@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
-from tests.service.gunicorn_server import Gunicorn
+from chatservice.db.migrate import upgrade
+from tests.service.gunicorn_server import Gunicorn, gunicorn_starter
 
 REVOCATION_BOUND = 2.0
 
@@ -21,11 +23,22 @@ def _admin(server: Gunicorn) -> dict[str, str]:
     return {"Authorization": f"Bearer {server.key}"}
 
 
+@pytest.fixture
+def start_replica(
+    create_database: Callable[[], str], tmp_path: Path
+) -> Iterator[Callable[..., Gunicorn]]:
+    """Replicas on a database of their own: what they commit stays out of the shared one."""
+    url = create_database()
+    upgrade(url)
+    with gunicorn_starter(url, tmp_path) as start:
+        yield start
+
+
 def test_a_revoked_key_stops_on_every_replica_within_two_seconds(
-    start_gunicorn: Callable[..., Gunicorn],
+    start_replica: Callable[..., Gunicorn],
 ) -> None:
-    first = start_gunicorn()
-    second = start_gunicorn()
+    first = start_replica()
+    second = start_replica()
     email = f"replica-{secrets.token_hex(4)}@example.com"
     user = httpx.post(
         first.api + "/users", headers=_admin(first), timeout=10,

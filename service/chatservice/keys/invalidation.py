@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -21,6 +22,8 @@ from chatservice.db.clock import utc_now
 from chatservice.db.outage import DATABASE_ERRORS, database_log
 from chatservice.keys.service import KeyAuthenticator
 from chatservice.keys.tables import AuthInvalidation
+
+log = logging.getLogger(__name__)
 
 # `session.info` flag: this transaction changed keys, so the worker's cache goes on commit.
 CHANGED = "chatservice.keys_changed"
@@ -68,17 +71,25 @@ class InvalidationWatcher:
             database_log.error("database unreachable: key invalidations not read", cause=exc)
             return
         latest = latest or 0
-        if self._seen is not None and latest != self._seen:
+        # Also on the first read: until then nothing was checked, and a change made before
+        # it (while the database was slow to answer a starting worker) must not be missed.
+        if latest != self._seen:
             self._authenticator.invalidate()
         self._seen = latest
 
     async def _run(self) -> None:
         while True:
-            await self.check()
             await asyncio.sleep(self._interval)
+            try:
+                await self.check()
+            except Exception:  # the watcher must outlive any one poll, whatever broke it
+                log.exception("key invalidation poll failed")
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
+        # The first read before any request: it only sets where the log stands (the cache is
+        # empty). Should it fail, the first read that succeeds empties the cache.
+        await self.check()
         task = asyncio.create_task(self._run(), name="key-invalidation-watcher")
         try:
             yield
