@@ -155,6 +155,18 @@ class Settings(BaseSettings):
     # Failed authentications allowed per client address (a burst, refilled per minute).
     auth_failures_per_minute: int = Field(default=30, ge=1)
     auth_failure_clients: int = Field(default=10_000, ge=1)
+    # Logins (people; programs use keys). Without a JWT secret, `POST /auth/token` answers 503.
+    jwt_secret: SecretStr | None = Field(default=None, min_length=MIN_SECRET_LENGTH)
+    jwt_lifetime: float = Field(default=900.0, gt=0, description="Seconds a login token lives")
+    jwt_leeway: float = Field(default=30.0, ge=0, description="Clock skew tolerated, seconds")
+    # Failed logins allowed per email (a burst, refilled per minute); per client address the
+    # limit is `auth_failures_per_minute`, shared with wrong API keys.
+    login_failures_per_minute: int = Field(default=10, ge=1)
+    # Seconds a rotated key's old secret keeps working, unless the rotation asks otherwise.
+    key_rotation_grace: float = Field(default=86_400.0, ge=0)
+    # Each worker checks the invalidation log this often: the bound on how long a revoked,
+    # rotated or deactivated key may still be served from another worker's cache.
+    key_invalidation_poll_interval: float = Field(default=1.0, gt=0, le=60)
     # Database work on the request path is bounded: each statement by the server
     # (PostgreSQL's statement_timeout), the whole call (pool wait, connect, statements) by
     # a deadline here. Past it the client gets 503 with `Retry-After`.
@@ -283,6 +295,12 @@ class Settings(BaseSettings):
                     "CHATSERVICE_ADMIN_API_KEY is the development placeholder, shorter than "
                     f"{MIN_SECRET_LENGTH} characters or not random enough; set a real secret "
                     "in production (e.g. `openssl rand -base64 32`)"
+                )
+            jwt_secret = self.jwt_secret.get_secret_value() if self.jwt_secret else None
+            if jwt_secret is not None and (not looks_random(jwt_secret) or jwt_secret == key):
+                raise ValueError(
+                    "CHATSERVICE_JWT_SECRET is a placeholder, not random enough or the admin "
+                    "key; set a secret of its own in production (e.g. `openssl rand -base64 32`)"
                 )
             if self.is_sqlite:
                 raise ValueError("CHATSERVICE_DATABASE_URL: use PostgreSQL in production")

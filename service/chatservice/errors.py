@@ -70,6 +70,19 @@ class NotFoundError(ChatServiceError):
     outcome = "not_found"
 
 
+class ModelNotAllowedError(PermissionDeniedError):
+    """The key is restricted to other models."""
+
+    default_code = "model_not_allowed"
+
+
+class ConflictError(ChatServiceError):
+    status_code = 409
+    error_type = "invalid_request_error"
+    default_code = "conflict"
+    outcome = "invalid_request"
+
+
 class RequestTooLargeError(ChatServiceError):
     status_code = 413
     error_type = "invalid_request_error"
@@ -141,6 +154,18 @@ class TooManyAuthenticationFailuresError(ChatServiceError):
     error_type = "rate_limit_error"
     default_code = "too_many_authentication_failures"
     outcome = "rate_limited"
+
+
+class TooManyLoginFailuresError(TooManyAuthenticationFailuresError):
+    """Too many wrong passwords for one email or from one address."""
+
+    default_code = "too_many_login_failures"
+
+
+class LoginDisabledError(ServiceUnavailableError):
+    """No JWT secret is configured, so the service issues no login tokens."""
+
+    default_code = "login_disabled"
 
 
 class DatabaseUnavailableError(ServiceUnavailableError):

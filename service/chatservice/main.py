@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from chatservice import __version__
 from chatservice.accounting.build import build_accounting
 from chatservice.api import api_router
+from chatservice.auth.login import LoginGuard
 from chatservice.chat.schemas import ChatCompletionRequest
 from chatservice.chat.usage import load_token_counters
 from chatservice.config import Settings
@@ -26,6 +27,7 @@ from chatservice.db.migrate import script_directory
 from chatservice.db.schema_history import SchemaHistory
 from chatservice.inference.routing import RoutingTable
 from chatservice.keys.failure_limiter import FailureLimiter
+from chatservice.keys.invalidation import InvalidationWatcher
 from chatservice.keys.service import KeyAuthenticator, KeyCache
 from chatservice.kit import exception_handlers
 from chatservice.kit.api_docs import with_security_and_errors
@@ -74,35 +76,47 @@ def create_app(
             else None
         )
         accounting = build_accounting(settings, engine, sessionmaker, tracer)
+        authenticator = KeyAuthenticator(
+            settings.admin_api_key.get_secret_value(),
+            KeyCache(
+                settings.key_cache_ttl,
+                settings.key_cache_size,
+                settings.negative_key_cache_ttl,
+                settings.negative_key_cache_size,
+            ),
+            FailureLimiter(settings.auth_failures_per_minute, settings.auth_failure_clients),
+            lookup_timeout=settings.db_request_timeout,
+            retry_after=settings.db_retry_after,
+        )
         runtime = Runtime(
             settings=settings,
             engine=engine,
             sessionmaker=sessionmaker,
             http=http,
             routing=RoutingTable(settings, http),
-            authenticator=KeyAuthenticator(
-                settings.admin_api_key.get_secret_value(),
-                KeyCache(
-                    settings.key_cache_ttl,
-                    settings.key_cache_size,
-                    settings.negative_key_cache_ttl,
-                    settings.negative_key_cache_size,
-                ),
-                FailureLimiter(settings.auth_failures_per_minute, settings.auth_failure_clients),
-                lookup_timeout=settings.db_request_timeout,
-                retry_after=settings.db_retry_after,
-            ),
+            authenticator=authenticator,
             schema=SchemaHistory.load(script_directory()),
             accounting=accounting,
+            login=LoginGuard(
+                FailureLimiter(settings.login_failures_per_minute, settings.auth_failure_clients),
+                FailureLimiter(settings.auth_failures_per_minute, settings.auth_failure_clients),
+            ),
             tracer=tracer,
             token_counters=token_counters,
         )
         app.state.runtime = runtime
         metrics.publish_initial_series(route.name for route in settings.models)
         restore_signal = mark_draining_on_sigterm(runtime)
+        watcher = InvalidationWatcher(
+            engine,
+            authenticator,
+            settings.key_invalidation_poll_interval,
+            timeout=settings.db_request_timeout,
+        )
         log.info("worker started", extra={"version": __version__, "models": len(settings.models)})
         try:
-            yield
+            async with watcher.running():
+                yield
         finally:
             restore_signal()
             # Before the engine goes: the ledger writes what it still holds.

@@ -10,6 +10,7 @@ from opentelemetry.trace import Tracer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from chatservice.accounting.service import Accounting
+from chatservice.auth.login import LoginGuard
 from chatservice.chat.shutdown import OpenStreams
 from chatservice.chat.usage import TokenCounter
 from chatservice.config import Settings
@@ -29,6 +30,7 @@ class Runtime:
     schema: SchemaHistory
     # The usage ledger and rate limits (accounting/service.py).
     accounting: Accounting
+    login: LoginGuard
     # By route name, for the routes that configure a tokenizer.
     token_counters: dict[str, TokenCounter] = field(default_factory=dict)
     started_at: float = field(default_factory=time.monotonic)

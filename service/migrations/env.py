@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from chatservice.accounting import tables as _accounting_tables  # noqa: F401 - registers them
 from chatservice.config import Settings
 from chatservice.db.engine import Base
-from chatservice.keys import tables as _keys_tables  # noqa: F401 - registers the tables
+from chatservice.keys import tables as _keys_tables  # noqa: F401 - registers every table
 
 # Any constant shared by every migrator; "chatserv" in ASCII.
 MIGRATION_LOCK_ID = 0x6368617473657276

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from chatservice.accounting.tables import UsageEvent
 from chatservice.keys.service import create_key
-from chatservice.keys.tables import User
+from chatservice.users.tables import User
 
 
 async def new_key(database_url: str, *, with_user: bool = True) -> tuple[str, uuid.UUID]:

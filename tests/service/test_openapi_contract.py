@@ -3,6 +3,7 @@ invalid) to a real gunicorn, every check on, with a key and without one."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,7 +33,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
     upgrade(url)
     with gunicorn_starter(url, directory) as start:
         # Schemathesis sends wrong keys by design; it is not the client being limited here.
-        yield start(CHATSERVICE_AUTH_FAILURES_PER_MINUTE="100000")
+        yield start(
+            CHATSERVICE_AUTH_FAILURES_PER_MINUTE="100000",
+            CHATSERVICE_LOGIN_FAILURES_PER_MINUTE="100000",
+            # With logins on, so that the token route answers what its schema promises.
+            CHATSERVICE_JWT_SECRET=secrets.token_urlsafe(32),
+        )
 
 
 # Every check schemathesis has; its registry mixes check functions and check classes.

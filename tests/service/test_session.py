@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 
 from chatservice.db.migrate import upgrade
 from chatservice.errors import InvalidRequestError
-from chatservice.keys.tables import User
 from chatservice.kit.deps import SessionDep
 from chatservice.main import create_app
+from chatservice.users.tables import User
 from tests.service.harness import make_settings, serve
 
 

@@ -45,6 +45,16 @@ def test_production_refuses_keys_that_are_long_but_not_random(weak: str) -> None
         production(admin_api_key=weak)
 
 
+def test_the_jwt_secret_is_optional_and_refused_when_weak_in_production() -> None:
+    assert production().jwt_secret is None  # logins off: POST /auth/token answers 503
+    with pytest.raises(ValidationError, match="at least 32"):
+        Settings.model_validate({"jwt_secret": "short"})
+    for weak in ("changeme" * 4, REAL_KEY):  # a placeholder, or the admin key reused
+        with pytest.raises(ValidationError, match="CHATSERVICE_JWT_SECRET"):
+            production(jwt_secret=weak)
+    production(jwt_secret=secrets.token_urlsafe(32))
+
+
 def test_production_refuses_sqlite_wildcard_and_null_cors() -> None:
     with pytest.raises(ValidationError, match="PostgreSQL"):
         production(database_url="sqlite+aiosqlite:///x.db")

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from chatservice.catalog.schemas import EndpointCount, ModelCard, ModelList
 from chatservice.config import API_PREFIX, ModelRoute
+from chatservice.errors import NotFoundError
 from chatservice.kit.api_docs import AUTH_ERRORS, AUTHENTICATED, error_responses
 from chatservice.kit.deps import CurrentKey, RuntimeDep
 from chatservice.runtime import Runtime
@@ -35,7 +36,9 @@ def _card(route: ModelRoute, runtime: Runtime) -> ModelCard:
     summary="List the models this service routes",
 )
 async def list_models(runtime: RuntimeDep, key: CurrentKey) -> ModelList:
-    return ModelList(data=[_card(route, runtime) for route in runtime.routing.routes])
+    return ModelList(
+        data=[_card(route, runtime) for route in runtime.routing.routes if key.may_use(route.name)]
+    )
 
 
 @router.get(
@@ -46,4 +49,11 @@ async def list_models(runtime: RuntimeDep, key: CurrentKey) -> ModelList:
     summary="Describe one model",
 )
 async def get_model(model_id: str, runtime: RuntimeDep, key: CurrentKey) -> ModelCard:
+    if not key.may_use(model_id):
+        # Listed nowhere for this key, so unknown to it.
+        raise NotFoundError(
+            f"The model `{model_id}` does not exist or you do not have access to it.",
+            param="model",
+            code="model_not_found",
+        )
     return _card(runtime.routing.get(model_id), runtime)

@@ -9,7 +9,12 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from chatservice.chat.schemas import ChatCompletion, ChatCompletionRequest
 from chatservice.chat.service import ClientDisconnectedError, Completion, cancel_on_disconnect
 from chatservice.config import API_PREFIX
-from chatservice.errors import ChatServiceError, InvalidRequestError, error_body
+from chatservice.errors import (
+    ChatServiceError,
+    InvalidRequestError,
+    ModelNotAllowedError,
+    error_body,
+)
 from chatservice.kit.api_docs import AUTH_ERRORS, AUTHENTICATED, error_responses
 from chatservice.kit.deps import CurrentKey, runtime_of
 from chatservice.kit.request_body import body_openapi, parse_body
@@ -30,7 +35,7 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
             "events of `chat.completion.chunk` objects ending with `data: [DONE]`.",
             "content": {"text/event-stream": {}},
         },
-        **error_responses(400, *AUTH_ERRORS, 404, 429, 502, 504),
+        **error_responses(400, *AUTH_ERRORS, 403, 404, 429, 502, 504),
     },
     summary="Create a chat completion (OpenAI-compatible)",
     openapi_extra={**body_openapi(ChatCompletionRequest), **AUTHENTICATED},
@@ -48,6 +53,10 @@ async def create_chat_completion(request: Request, key: CurrentKey) -> Response:
             f"Invalid value for 'n': at most {runtime.settings.max_n} choices per request.",
             param="n",
             code="invalid_value",
+        )
+    if not key.may_use(body.model):
+        raise ModelNotAllowedError(
+            f"This API key may not use the model '{body.model}'.", param="model"
         )
     route = runtime.routing.get(body.model)
     if record is not None:

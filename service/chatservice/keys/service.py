@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from chatservice.db.clock import as_utc
 from chatservice.db.outage import DATABASE_ERRORS, database_log
 from chatservice.errors import DatabaseUnavailableError, TooManyAuthenticationFailuresError
 from chatservice.keys.failure_limiter import FailureLimiter
 from chatservice.keys.tables import ApiKey
+from chatservice.users.tables import Role, User
 
 KEY_PREFIX = "sk-"
 DISPLAY_PREFIX_LENGTH = 10
@@ -28,13 +30,23 @@ DISPLAY_PREFIX_LENGTH = 10
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who a request is from: a stored key, or the bootstrap admin key from the settings."""
+    """Who a request is from: a stored key, a login token, or the bootstrap admin key.
+
+    A key acts with its owner's rights (`is_admin` when the owner is an admin, or for keys
+    the CLI made with `--admin`).
+    """
 
     key_id: uuid.UUID | None
     name: str
     is_admin: bool
     user_id: uuid.UUID | None = None
     expires_at: datetime | None = None
+    team_id: uuid.UUID | None = None
+    # None: every model. Otherwise the public model names the key may use.
+    allowed_models: frozenset[str] | None = None
+
+    def may_use(self, model: str) -> bool:
+        return self.allowed_models is None or model in self.allowed_models
 
 
 BOOTSTRAP_ADMIN = Principal(key_id=None, name="bootstrap-admin", is_admin=True)
@@ -55,6 +67,9 @@ async def create_key(
     is_admin: bool = False,
     user_id: uuid.UUID | None = None,
     expires_at: datetime | None = None,
+    team_id: uuid.UUID | None = None,
+    allowed_models: list[str] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> tuple[str, ApiKey]:
     """Store a new key and return its plaintext, which exists only in this return value."""
     plaintext = generate_key()
@@ -65,6 +80,9 @@ async def create_key(
         is_admin=is_admin,
         user_id=user_id,
         expires_at=expires_at,
+        team_id=team_id,
+        allowed_models=allowed_models,
+        key_metadata=metadata,
     )
     session.add(row)
     await session.flush()
@@ -89,6 +107,14 @@ class KeyCache:
         self._negative_size = negative_size
         self._known: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
         self._unknown: OrderedDict[str, float] = OrderedDict()
+        # Moves on every `clear`: a lookup that started before a clear must not put back
+        # what it read, which may be the row the clear was about.
+        self.generation = 0
+
+    def clear(self) -> None:
+        self._known.clear()
+        self._unknown.clear()
+        self.generation += 1
 
     def get(self, key_hash: str) -> tuple[bool, Principal | None]:
         now = time.monotonic()
@@ -105,7 +131,11 @@ class KeyCache:
         entry = self._known.get(key_hash)
         return entry[1] if entry is not None else None
 
-    def put(self, key_hash: str, principal: Principal | None) -> None:
+    def put(
+        self, key_hash: str, principal: Principal | None, generation: int | None = None
+    ) -> None:
+        if generation is not None and generation != self.generation:
+            return
         if principal is None:
             self._known.pop(key_hash, None)
             if self._negative_ttl > 0:
@@ -182,6 +212,7 @@ class KeyAuthenticator:
             )
         if time.monotonic() < self._database_down_until:
             return self._unavailable(stale)
+        generation = self._cache.generation
         try:
             principal = await _within(
                 self._lookup_timeout, _load_in_session(sessionmaker, key_hash)
@@ -190,8 +221,12 @@ class KeyAuthenticator:
             self._database_down_until = time.monotonic() + self._retry_after
             database_log.error("database unreachable: key lookups fail", cause=exc)
             return self._unavailable(stale)
-        self._cache.put(key_hash, principal)
+        self._cache.put(key_hash, principal, generation)
         return principal
+
+    def invalidate(self) -> None:
+        """Forget every cached key: one changed in the database (see `invalidation.py`)."""
+        self._cache.clear()
 
     def _unavailable(self, stale: Principal | None) -> Principal:
         if stale is not None:
@@ -230,18 +265,36 @@ async def _load_in_session(
 
 
 async def _load(session: AsyncSession, key_hash: str) -> Principal | None:
-    row = await session.scalar(
-        select(ApiKey).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
+    now = datetime.now(UTC)
+    current = ApiKey.key_hash == key_hash
+    # A rotated key's old secret, during its grace period.
+    previous = and_(
+        ApiKey.previous_key_hash == key_hash,
+        ApiKey.previous_key_expires_at.is_not(None),
+        ApiKey.previous_key_expires_at > now,
     )
-    if row is None:
+    found = (
+        await session.execute(
+            select(ApiKey, User.role, User.active)
+            .outerjoin(User, ApiKey.user_id == User.id)
+            .where(or_(current, previous), ApiKey.revoked_at.is_(None))
+        )
+    ).first()
+    if found is None:
         return None
+    row, role, active = found
+    if row.user_id is not None and not active:
+        return None  # the owner was deactivated
     expires_at = row.expires_at
-    if expires_at is not None and expires_at.tzinfo is None:  # SQLite drops the zone
-        expires_at = expires_at.replace(tzinfo=UTC)
+    if row.key_hash != key_hash and row.previous_key_expires_at is not None:
+        grace_ends = as_utc(row.previous_key_expires_at)
+        expires_at = grace_ends if expires_at is None else min(as_utc(expires_at), grace_ends)
     return Principal(
         key_id=row.id,
         name=row.name,
-        is_admin=row.is_admin,
+        is_admin=row.is_admin or role == Role.ADMIN.value,
         user_id=row.user_id,
-        expires_at=expires_at,
+        expires_at=as_utc(expires_at) if expires_at is not None else None,
+        team_id=row.team_id,
+        allowed_models=frozenset(row.allowed_models) if row.allowed_models is not None else None,
     )

@@ -13,32 +13,45 @@ from typing import Any
 from chatservice.errors import ErrorEnvelope
 
 BEARER = "bearerAuth"
+OAUTH2 = "oauth2Password"
+TOKEN_URL = "/api/v1/auth/token"  # noqa: S105 - a path
 SECURITY_SCHEMES = {
     BEARER: {
         "type": "http",
         "scheme": "bearer",
         "description": "An API key: `Authorization: Bearer sk-…`.",
-    }
+    },
+    OAUTH2: {
+        "type": "oauth2",
+        "description": "A person's login: a short-lived JWT from `POST /api/v1/auth/token`, "
+        "sent as `Authorization: Bearer <token>`. Accepted by the management API.",
+        "flows": {"password": {"tokenUrl": TOKEN_URL, "scopes": {}}},
+    },
 }
 AUTHENTICATED: dict[str, Any] = {"security": [{BEARER: []}]}
+# The management API (users, teams, keys) takes a key or a login token.
+MANAGEMENT: dict[str, Any] = {"security": [{BEARER: []}, {OAUTH2: []}]}
 
 _DESCRIPTIONS = {
     400: "Invalid request (`param` names the field)",
-    401: "Missing or wrong API key",
-    403: "The key may not do this (it needs an admin key)",
-    404: "Unknown model",
+    401: "Missing or wrong API key or login token, or wrong email or password",
+    403: "The key or login may not do this (not an admin, or a model it may not use)",
+    404: "No such model, or no such resource visible to this key or login",
+    409: "Conflicts with what exists (an email taken, a revoked key)",
     413: "Request body too large",
-    429: "A rate limit (`rate_limit_exceeded`, see `Retry-After`), too many wrong API keys "
-    "from this address, or the upstream's rate limit",
+    429: "A rate limit (`rate_limit_exceeded`, see `Retry-After`), a budget spent "
+    "(`insufficient_quota`), too many wrong API keys or logins, or the upstream's rate limit",
     500: "A bug: the message says nothing internal; quote `X-Request-ID`",
     502: "The upstream failed or answered something unusable",
-    503: "The database cannot be reached (see `Retry-After`)",
+    503: "The database cannot be reached (see `Retry-After`), or logins are not configured",
     504: "The upstream timed out",
 }
 # Any request can meet these: a bug, or a body over the size limit.
 _EVERY_ROUTE = (413, 500)
 # What authentication can answer: no or a wrong key, too many wrong keys, no database.
 AUTH_ERRORS = (401, 429, 503)
+# The management API's: those, and a caller without the rights (403).
+MANAGEMENT_ERRORS = (*AUTH_ERRORS, 403)
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -68,7 +68,10 @@ def allowed_methods(request: Request) -> str:
 def describe_validation_errors(errors: Sequence[Any]) -> tuple[str, str | None]:
     """The first problem as a sentence, and the parameter it is about (`messages[0].role`)."""
     first = errors[0]
-    location = [part for part in first.get("loc", ()) if part != "body"]
+    # Without where it was ("body", "query", "path"): `param` names the field, as OpenAI's does.
+    location = list(first.get("loc", ()))
+    if location and location[0] in ("body", "query", "path"):
+        location = location[1:]
     if first.get("type") == "json_invalid":
         return "We could not parse the JSON body of your request: it is not valid JSON.", None
     if not location:

@@ -13,8 +13,9 @@ from fastapi.responses import Response, StreamingResponse
 
 from chatservice.chat.endpoints import SSE_HEADERS, UPSTREAM_HEADER
 from chatservice.config import API_PREFIX, ModelRoute
-from chatservice.errors import ChatServiceError
+from chatservice.errors import ChatServiceError, ModelNotAllowedError
 from chatservice.inference.base import CallStats, Payload, StreamEvent
+from chatservice.keys.service import Principal
 from chatservice.kit.api_docs import AUTH_ERRORS, AUTHENTICATED, error_responses
 from chatservice.kit.deps import CurrentKey, runtime_of
 from chatservice.kit.request_body import body_openapi, parse_body
@@ -25,7 +26,7 @@ from chatservice.runtime import Runtime
 
 router = APIRouter(prefix=API_PREFIX, tags=["relay"])
 
-ERRORS = error_responses(400, *AUTH_ERRORS, 404, 429, 502, 504)
+ERRORS = error_responses(400, *AUTH_ERRORS, 403, 404, 429, 502, 504)
 
 
 @router.post(
@@ -37,7 +38,7 @@ ERRORS = error_responses(400, *AUTH_ERRORS, 404, 429, 502, 504)
 async def create_embeddings(request: Request, key: CurrentKey) -> Response:
     body = await parse_body(request, EmbeddingRequest)
     runtime = runtime_of(request)
-    route = _route(runtime, body.model)
+    route = _route(runtime, key, body.model)
     stats = CallStats()
     result = await runtime.routing.relay(route).relay(
         route, "embeddings", body.upstream_payload(), stats
@@ -55,7 +56,7 @@ async def create_embeddings(request: Request, key: CurrentKey) -> Response:
 async def create_completion(request: Request, key: CurrentKey) -> Response:
     body = await parse_body(request, CompletionRequest)
     runtime = runtime_of(request)
-    route = _route(runtime, body.model)
+    route = _route(runtime, key, body.model)
     stats = CallStats()
     backend = runtime.routing.relay(route)
     payload = body.upstream_payload()
@@ -102,7 +103,9 @@ async def _sse(
     yield b"data: [DONE]\n\n"
 
 
-def _route(runtime: Runtime, model: str) -> ModelRoute:
+def _route(runtime: Runtime, key: Principal, model: str) -> ModelRoute:
+    if not key.may_use(model):
+        raise ModelNotAllowedError(f"This API key may not use the model '{model}'.", param="model")
     route = runtime.routing.get(model)
     record = current_record()
     if record is not None:

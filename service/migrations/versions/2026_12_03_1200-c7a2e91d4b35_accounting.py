@@ -1,7 +1,7 @@
 """accounting: the usage ledger, and limits and budgets per key, user or team
 
 Revision ID: c7a2e91d4b35
-Revises: 8b3d5e6f2a41
+Revises: c7e2a9d4b613
 Create Date: 2026-12-03 11:00:00+00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "c7a2e91d4b35"
-down_revision: str | None = "8b3d5e6f2a41"
+down_revision: str | None = "c7e2a9d4b613"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,1 @@
+"""Teams of users, and the memberships that join them."""
