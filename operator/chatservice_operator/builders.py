@@ -137,10 +137,13 @@ def _secret_env(name: str, ref_name: str, key: str) -> Obj:
 def _core_secret_env(cs: ChatService) -> list[Obj]:
     db = cs.spec.database.url_secret_ref
     admin = cs.spec.auth.admin_key_secret_ref
-    return [
+    env = [
         _secret_env("CHATSERVICE_DATABASE_URL", db.name, db.key),
         _secret_env("CHATSERVICE_ADMIN_API_KEY", admin.name, admin.key),
     ]
+    if (jwt := cs.spec.auth.jwt_secret_ref) is not None:
+        env.append(_secret_env("CHATSERVICE_JWT_SECRET", jwt.name, jwt.key))
+    return env
 
 
 def _upstream_secret_env(cs: ChatService) -> list[Obj]:

@@ -31,6 +31,9 @@ class Database(_Model):
 
 class Auth(_Model):
     admin_key_secret_ref: SecretKeyRef
+    # The key that signs login tokens (CHATSERVICE_JWT_SECRET); without it logins are off
+    # (503 login_disabled) and API keys still work.
+    jwt_secret_ref: SecretKeyRef | None = None
 
 
 class BackendEndpoint(_Model):

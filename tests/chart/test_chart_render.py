@@ -335,3 +335,13 @@ def test_rate_limit_values_reach_the_chatservice() -> None:
     chatservice = render_values({"chatService": {"rateLimits": limits}}).one("ChatService")
     assert chatservice["spec"]["rateLimits"] == limits
     assert strict_errors(chatservice, chart_crd()) == []
+
+
+def test_a_login_signing_key_reaches_the_chatservice() -> None:
+    from .rendering import render_values
+
+    assert "jwtSecretRef" not in render_values({}).one("ChatService")["spec"]["auth"]
+    ref = {"name": "chat-jwt", "key": "secret"}
+    chatservice = render_values({"auth": {"jwtSecretRef": ref}}).one("ChatService")
+    assert chatservice["spec"]["auth"]["jwtSecretRef"] == ref
+    assert strict_errors(chatservice, chart_crd()) == []

@@ -138,6 +138,20 @@ def test_rate_limits_take_redis_from_a_secret_and_their_failure_mode() -> None:
     assert "CHATSERVICE_REDIS_URL" not in names
 
 
+def test_logins_take_their_signing_key_from_a_secret() -> None:
+    spec = chatservice().spec.model_dump(by_alias=True)
+    auth = {**spec["auth"], "jwtSecretRef": {"name": "jwt", "key": "secret"}}
+    signed = chatservice(auth=auth)
+    env = builders.build_deployment(signed, "img", "sum")["spec"]["template"]["spec"]
+    assert {
+        "name": "CHATSERVICE_JWT_SECRET",
+        "valueFrom": {"secretKeyRef": {"name": "jwt", "key": "secret"}},
+    } in env["containers"][0]["env"]
+    assert "CHATSERVICE_JWT_SECRET" not in builders.build_configmap(signed)["data"]
+    plain = builders.build_deployment(chatservice(), "img", "sum")["spec"]["template"]["spec"]
+    assert "CHATSERVICE_JWT_SECRET" not in [e["name"] for e in plain["containers"][0]["env"]]
+
+
 def test_config_checksum_follows_the_settings_only() -> None:
     base = builders.config_checksum(builders.build_configmap(chatservice()))
     assert base == builders.config_checksum(builders.build_configmap(chatservice(replicas=5)))
