@@ -64,15 +64,7 @@ class OpenAIBackend:
         )
 
     async def complete(self, route: ModelRoute, payload: Payload, stats: CallStats) -> Payload:
-        deadline = time.monotonic() + self._settings.upstream_total_timeout
-        sent = await self._send(route, payload, stats, deadline)
-        started = time.perf_counter()
-        try:
-            body = await self._read_body(sent.route, sent.response, deadline)
-        finally:
-            stats.upstream_seconds += time.perf_counter() - started
-            sent.response.release()
-            sent.pool.release(sent.endpoint)
+        sent, body = await self._answer(route, payload, stats, "chat/completions")
         return _completion(sent.route, body, stats)
 
     async def _read_body(
@@ -198,15 +190,7 @@ class OpenAIBackend:
     ) -> Payload:
         """A non-streaming call to another OpenAI endpoint (`embeddings`, `completions`): the
         same endpoints, retries and fallbacks as chat; the answer under the public name."""
-        deadline = time.monotonic() + self._settings.upstream_total_timeout
-        sent = await self._send(route, payload, stats, deadline, path)
-        started = time.perf_counter()
-        try:
-            body = await self._read_body(sent.route, sent.response, deadline)
-        finally:
-            stats.upstream_seconds += time.perf_counter() - started
-            sent.response.release()
-            sent.pool.release(sent.endpoint)
+        sent, body = await self._answer(route, payload, stats, path)
         try:
             result: Any = orjson.loads(body)
         except ValueError:
@@ -223,6 +207,21 @@ class OpenAIBackend:
         stats.upstream_model = result.get("model")
         result["model"] = sent.route.name
         return result
+
+    async def _answer(
+        self, route: ModelRoute, payload: Payload, stats: CallStats, path: str
+    ) -> tuple[_Sent, bytes]:
+        """A whole (non-streaming) answer's body, from whichever endpoint or fallback took it."""
+        deadline = time.monotonic() + self._settings.upstream_total_timeout
+        sent = await self._send(route, payload, stats, deadline, path)
+        started = time.perf_counter()
+        try:
+            body = await self._read_body(sent.route, sent.response, deadline)
+        finally:
+            stats.upstream_seconds += time.perf_counter() - started
+            sent.response.release()
+            sent.pool.release(sent.endpoint)
+        return sent, body
 
     async def _send(
         self,
