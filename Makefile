@@ -93,6 +93,7 @@ bench: $(STAMP) ## Benchmark added latency and throughput against a loopback stu
 	@command -v wrk >/dev/null || { echo "make bench needs wrk: install it (Debian/Ubuntu: apt-get install wrk, macOS: brew install wrk)" >&2; exit 1; }
 	$(PY) -m tools.bench.gateway_overhead
 	$(PY) -m tools.bench.endpoint_selection
+	$(PY) -m tools.bench.gateway_configurations
 
 .PHONY: run-operator
 run-operator: $(STAMP) ## Run the operator against the current kubeconfig (NAMESPACE=..., default: the context's; ALL=1 for every namespace)
