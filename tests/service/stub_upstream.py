@@ -78,7 +78,8 @@ class StubUpstream:
     after that long. `default` is the behaviour when the plan is empty.
     `models_status` and `listed_models` script `GET /v1/models`; `models_calls` counts it.
     With `relay_usage` off, embeddings and legacy completions report no usage (streamed or
-    not), as some servers do.
+    not), as some servers do; `relay_word_delay` is the wait before each word of a streamed
+    legacy completion.
     """
 
     def __init__(self, port: int | None = None) -> None:
@@ -93,6 +94,7 @@ class StubUpstream:
         self.listed_models = ["stub-model-v1"]
         self.models_calls = 0
         self.relay_usage = True
+        self.relay_word_delay = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -113,6 +115,7 @@ class StubUpstream:
         self.listed_models = ["stub-model-v1"]
         self.models_calls = 0
         self.relay_usage = True
+        self.relay_word_delay = 0.0
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -148,6 +151,7 @@ class StubUpstream:
         await response.prepare(request)
         words = REPLY.split()
         for i, word in enumerate(words):
+            await asyncio.sleep(self.relay_word_delay)
             finish = "stop" if i == len(words) - 1 else None
             choice = {"index": 0, "text": word if i == 0 else " " + word, "logprobs": None,
                       "finish_reason": finish}  # fmt: skip

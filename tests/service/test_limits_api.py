@@ -1,5 +1,6 @@
-"""The limits API on real PostgreSQL: concurrent first PUTs of one subject all succeed and
-leave one row that reads back as one of the values written."""
+"""The limits API's upsert: on real PostgreSQL concurrent first PUTs of one subject all succeed
+and leave one row that reads back as one of the values written; on SQLite a PUT inserts, the
+next updates."""
 
 from __future__ import annotations
 
@@ -66,3 +67,13 @@ async def test_concurrent_first_puts_of_one_subject_all_succeed(
     assert written["max_budget_usd"] == written["requests_per_minute"], "a mix of two PUTs"
     assert {"requests_per_minute": written["requests_per_minute"],
             "max_budget_usd": written["max_budget_usd"]} in bodies  # fmt: skip
+
+
+async def test_on_sqlite_the_first_put_inserts_and_the_next_updates(sqlite_url: str) -> None:
+    path = f"/api/v1/limits/team/{uuid.uuid4()}"
+    async with serve(create_app(make_settings(sqlite_url))) as client:
+        for rpm in (5, 7):
+            put = await client.put(path, json={"requests_per_minute": rpm}, headers=AUTH)
+            assert put.status_code == 200, put.text
+        read = (await client.get(path, headers=AUTH)).json()
+    assert (read["requests_per_minute"], read["max_budget_usd"]) == (7, None)

@@ -214,3 +214,27 @@ async def test_an_over_budget_key_gets_insufficient_quota_on_embeddings_before_t
     with pytest.raises(openai.RateLimitError):
         await sdk.completions.create(model="upstream", prompt="a", stream=True)
     assert upstream.requests == [], "the refused requests reached the upstream"
+
+
+async def test_a_client_leaving_a_completion_stream_leaves_a_cancelled_row(
+    service: str, database: str, upstream: StubUpstream
+) -> None:
+    key, key_id = await new_key(database)
+    upstream.relay_word_delay = 0.5  # five words: 2.5 s
+    read = 0
+    async with httpx.AsyncClient(timeout=10) as http:
+        async with http.stream(
+            "POST",
+            service + "/api/v1/completions",
+            headers={"Authorization": f"Bearer {key}"},
+            json={"model": "upstream", "prompt": "Once", "stream": True},
+        ) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    read += 1
+                    if read == 2:
+                        break
+    (row,) = await wait_for_rows(database, 1, key_id=key_id)
+    assert (row.api, row.stream, row.status, row.outcome) == ("completions", True, 200, "cancelled")
+    assert 2 <= row.completion_tokens < 5  # the words relayed before the hang-up
+    assert row.cost_usd > 0
