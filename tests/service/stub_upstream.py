@@ -77,6 +77,9 @@ class StubUpstream:
     `status:<code>:<seconds>` adds `Retry-After: <seconds>`; `delay:<seconds>` answers ok
     after that long. `default` is the behaviour when the plan is empty.
     `models_status` and `listed_models` script `GET /v1/models`; `models_calls` counts it.
+    With `relay_usage` off, embeddings and legacy completions report no usage (streamed or
+    not), as some servers do; `relay_word_delay` is the wait before each word of a streamed
+    legacy completion.
     """
 
     def __init__(self, port: int | None = None) -> None:
@@ -90,6 +93,8 @@ class StubUpstream:
         self.models_status = 200
         self.listed_models = ["stub-model-v1"]
         self.models_calls = 0
+        self.relay_usage = True
+        self.relay_word_delay = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -109,6 +114,8 @@ class StubUpstream:
         self.models_status = 200
         self.listed_models = ["stub-model-v1"]
         self.models_calls = 0
+        self.relay_usage = True
+        self.relay_word_delay = 0.0
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -124,10 +131,10 @@ class StubUpstream:
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         data = [{"object": "embedding", "index": i, "embedding": [0.5, -0.25, float(len(text))]}
                 for i, text in enumerate(map(str, inputs))]  # fmt: skip
-        usage = {"prompt_tokens": len(inputs), "total_tokens": len(inputs)}
-        return web.json_response(
-            {"object": "list", "data": data, "model": body["model"], "usage": usage}
-        )
+        answer = {"object": "list", "data": data, "model": body["model"]}
+        if self.relay_usage:
+            answer["usage"] = {"prompt_tokens": len(inputs), "total_tokens": len(inputs)}
+        return web.json_response(answer)
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         """Legacy text completions: the reply's words as `text`, streamed or not."""
@@ -138,18 +145,20 @@ class StubUpstream:
         usage = {"prompt_tokens": 1, "completion_tokens": 5, "total_tokens": 6}
         if not body.get("stream"):
             choice = {"index": 0, "text": REPLY, "logprobs": None, "finish_reason": "stop"}
-            return web.json_response({**base, "choices": [choice], "usage": usage})
+            answer = {**base, "choices": [choice]}
+            return web.json_response({**answer, "usage": usage} if self.relay_usage else answer)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         words = REPLY.split()
         for i, word in enumerate(words):
+            await asyncio.sleep(self.relay_word_delay)
             finish = "stop" if i == len(words) - 1 else None
             choice = {"index": 0, "text": word if i == 0 else " " + word, "logprobs": None,
                       "finish_reason": finish}  # fmt: skip
             await response.write(
                 b"data: " + json.dumps({**base, "choices": [choice]}).encode() + b"\n\n"
             )
-        if (body.get("stream_options") or {}).get("include_usage"):
+        if self.relay_usage and (body.get("stream_options") or {}).get("include_usage"):
             last = {**base, "choices": [], "usage": usage}
             await response.write(b"data: " + json.dumps(last).encode() + b"\n\n")
         await response.write(b"data: [DONE]\n\n")

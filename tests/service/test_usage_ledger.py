@@ -137,6 +137,7 @@ async def test_every_completion_leaves_one_row_with_its_tokens_and_cost(
     assert (echo.model, echo.cost_usd, echo.outcome) == ("echo", 0.0, "success")
     assert all(row.user_id is not None for row in rows)
     assert len({row.request_id for row in rows}) == 7
+    assert {row.api for row in rows} == {"chat/completions"}
 
 
 async def test_the_usage_api_totals_are_the_ledgers_and_members_see_their_own(

@@ -11,7 +11,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
-from sqlalchemy import delete, select
+from sqlalchemy import Executable, delete
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatservice.accounting.schemas import (
     GroupBy,
@@ -139,22 +141,22 @@ async def put_limits(
             )
         )
     else:
-        row = await session.scalar(
-            select(SubjectLimits)
-            .where(SubjectLimits.scope == scope, SubjectLimits.subject_id == subject_id)
-            .with_for_update()
-        )
-        if row is None:
-            row = SubjectLimits(scope=scope, subject_id=subject_id)
-            session.add(row)
-        row.requests_per_minute = body.requests_per_minute
-        row.tokens_per_minute = body.tokens_per_minute
-        row.max_concurrent = body.max_concurrent
-        row.max_budget_usd = body.max_budget_usd
-        row.soft_budget_usd = body.soft_budget_usd
-        row.budget_period = body.budget_period
-        row.updated_at = datetime.now(UTC)
+        await session.execute(_upsert(session, scope, subject_id, body))
     await session.flush()
     runtime.accounting.limit_settings.forget()
     runtime.accounting.budgets.forget()
     return body
+
+
+def _upsert(
+    session: AsyncSession, scope: Scope, subject_id: uuid.UUID, body: SubjectLimitsBody
+) -> Executable:
+    """One statement, so that concurrent first PUTs of a subject cannot both insert (a
+    select-then-insert lets the loser fail on the primary key)."""
+    values = {**body.model_dump(), "updated_at": datetime.now(UTC)}
+    dialect = session.bind.dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(SubjectLimits).values(scope=scope, subject_id=subject_id, **values)
+    return statement.on_conflict_do_update(
+        index_elements=[SubjectLimits.scope, SubjectLimits.subject_id], set_=values
+    )

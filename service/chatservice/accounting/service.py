@@ -1,5 +1,6 @@
-"""Accounting on the chat path: admission (budgets, rate limits) before the backend is called,
-and at the end one ledger row and the settlement of what admission reserved.
+"""Accounting of completions (chat, legacy completions, embeddings): admission (budgets, rate
+limits) before the backend is called, and at the end one ledger row and the settlement of what
+admission reserved.
 
 A request costs at most one awaited store round trip (the admission check), and none when its
 key, user and team have no limits; the settlement is sent by a background task.
@@ -29,7 +30,7 @@ from chatservice.chat.usage import estimate_prompt_tokens
 from chatservice.config import ModelRoute
 from chatservice.db.outage import ThrottledLog
 from chatservice.errors import RateLimitError, ServiceUnavailableError
-from chatservice.inference.base import Payload
+from chatservice.inference.base import Api, Payload
 from chatservice.keys.service import Principal
 from chatservice.observability import context, metrics
 
@@ -65,6 +66,7 @@ class Admission:
     accounting: Accounting
     principal: Principal
     route: ModelRoute
+    api: Api
     stream: bool
     limits: tuple[Limit, ...] = ()
     budgets: tuple[Budget, ...] = ()
@@ -100,6 +102,7 @@ class Admission:
                 "user_id": self.principal.user_id,
                 "team_id": getattr(self.principal, "team_id", None),
                 "model": self.route.name,
+                "api": self.api,
                 "upstream": str(upstream or self.route.upstream_model or self.route.backend),
                 "stream": self.stream,
                 "prompt_tokens": prompt,
@@ -156,9 +159,15 @@ class Accounting:
         self._store_down_until = 0.0
         self._settling: set[asyncio.Task[None]] = set()
 
-    async def admit(self, principal: Principal, route: ModelRoute, payload: Payload) -> Admission:
+    async def admit(
+        self,
+        principal: Principal,
+        route: ModelRoute,
+        payload: Payload,
+        api: Api = "chat/completions",
+    ) -> Admission:
         stream = bool(payload.get("stream"))
-        admission = Admission(self, principal, route, stream)
+        admission = Admission(self, principal, route, api, stream)
         policy = await self.limit_settings.get(subjects_of(principal))
         if policy.budgets:
             # Before the rate limits: a refused request takes nothing from them.

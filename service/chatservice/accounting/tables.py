@@ -16,8 +16,9 @@ from chatservice.db.engine import Base
 
 
 class UsageEvent(Base):
-    """One chat completion, whatever its outcome. The id is made by the worker that served it,
-    so a batch written again after a lost answer from the database adds no duplicates."""
+    """One completion (chat, legacy or embeddings), whatever its outcome. The id is made by the
+    worker that served it, so a batch written again after a lost answer from the database adds
+    no duplicates."""
 
     __tablename__ = "usage_events"
 
@@ -28,6 +29,8 @@ class UsageEvent(Base):
     user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
     team_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
     model: Mapped[str] = mapped_column(String(200))
+    # Which API was called, by its path: chat/completions, completions or embeddings.
+    api: Mapped[str] = mapped_column(String(32), server_default="chat/completions")
     upstream: Mapped[str | None] = mapped_column(String(200))
     stream: Mapped[bool] = mapped_column(Boolean)
     prompt_tokens: Mapped[int] = mapped_column(Integer)

@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response
 
+from chatservice.chat.respond import respond
 from chatservice.chat.schemas import ChatCompletion, ChatCompletionRequest
-from chatservice.chat.service import ClientDisconnectedError, Completion, cancel_on_disconnect
+from chatservice.chat.service import Completion
 from chatservice.config import API_PREFIX
-from chatservice.errors import (
-    ChatServiceError,
-    InvalidRequestError,
-    ModelNotAllowedError,
-    error_body,
-)
+from chatservice.errors import InvalidRequestError, ModelNotAllowedError
 from chatservice.kit.api_docs import AUTH_ERRORS, AUTHENTICATED, error_responses
 from chatservice.kit.deps import CurrentKey, runtime_of
 from chatservice.kit.request_body import body_openapi, parse_body
 from chatservice.observability.context import current_record
 
 router = APIRouter(prefix=API_PREFIX, tags=["chat"])
-
-UPSTREAM_HEADER = "x-chatservice-upstream"
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 @router.post(
@@ -72,31 +64,5 @@ async def create_chat_completion(request: Request, key: CurrentKey) -> Response:
         runtime.token_counters.get(route.name),
         admission,
     )
-    try:
-        if body.stream:
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            events = await cancel_on_disconnect(request, completion.open_stream(include_usage))
-            return StreamingResponse(
-                events,
-                media_type="text/event-stream",
-                headers={**SSE_HEADERS, **admission.headers, **_upstream_header(completion)},
-            )
-        result = await cancel_on_disconnect(request, completion.run())
-    except ClientDisconnectedError:
-        # Nobody is listening; the status only reaches the access log and metrics.
-        return JSONResponse(error_body("Client closed the request.", "invalid_request_error"), 499)
-    except ChatServiceError as exc:
-        exc.headers = {**admission.headers, **exc.headers}
-        raise
-    return Response(
-        orjson.dumps(result),
-        media_type="application/json",
-        headers={**admission.headers, **_upstream_header(completion)},
-    )
-
-
-def _upstream_header(completion: Completion) -> dict[str, str]:
-    """Which model and endpoint answered (`model/ordinal`; a fallback names itself), without
-    the endpoint's address."""
-    answered_by = completion.stats.answered_by
-    return {UPSTREAM_HEADER: answered_by} if answered_by else {}
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    return await respond(request, completion, stream=body.stream, include_usage=include_usage)

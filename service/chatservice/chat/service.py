@@ -22,6 +22,7 @@ from chatservice.chat.usage import (
     estimate_prompt_tokens,
     estimated_usage,
     prompt_texts,
+    prompt_token_ids,
 )
 from chatservice.config import ModelRoute
 from chatservice.errors import (
@@ -30,7 +31,7 @@ from chatservice.errors import (
     UpstreamError,
     error_body,
 )
-from chatservice.inference.base import CallStats, ChatBackend, Payload, StreamEvent
+from chatservice.inference.base import Answering, Api, CallStats, Payload, StreamEvent
 from chatservice.observability import context, metrics
 from chatservice.observability.genai import ChatSpan
 
@@ -71,17 +72,19 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
 
 
 class Completion:
-    """One chat completion's bookkeeping: timings, outcome and token counts."""
+    """One completion's bookkeeping (a chat completion, or through `api` a legacy completion or
+    embeddings, whose answers are relayed as they are): timings, outcome and token counts."""
 
     def __init__(
         self,
         route: ModelRoute,
-        backend: ChatBackend,
+        backend: Answering,
         payload: Payload,
         streams: OpenStreams | None = None,
         tracer: Tracer | None = None,
         tokens: TokenCounter | None = None,
         admission: Admission | None = None,
+        api: Api = "chat/completions",
     ) -> None:
         self.route = route
         self.admission = admission
@@ -91,7 +94,7 @@ class Completion:
         self.tokens = tokens
         self.stats = CallStats()
         self.started = time.perf_counter()
-        self.span = ChatSpan(tracer, route)
+        self.span = ChatSpan(tracer, route, api)
         # What the span reports when it ends.
         self.response_model: Any = None
         self.usage: Any = None
@@ -222,7 +225,9 @@ class Completion:
     def _counted_usage(self, answer: Iterable[str]) -> dict[str, Any]:
         assert self.tokens is not None  # noqa: S101 - only for routes with a tokenizer
         return estimated_usage(
-            self.tokens.count(prompt_texts(self.payload)), self.tokens.count(answer), "tokenizer"
+            self.tokens.count(prompt_texts(self.payload)) + prompt_token_ids(self.payload),
+            self.tokens.count(answer),
+            "tokenizer",
         )
 
     def _count_usage(self, usage: Any) -> None:

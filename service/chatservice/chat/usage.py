@@ -5,6 +5,8 @@ messages' and the answer's text. Otherwise an estimate: completion tokens are th
 streamed chunks that carry content or tool-call deltas (servers that stream token by token, as
 llama.cpp, vLLM and TGI do, send one per token), or a quarter of the characters of a
 non-streamed answer; prompt tokens are a quarter of the characters of the messages.
+The legacy completions and embeddings APIs count the same way: their `prompt` or `input` is
+the prompt (a token-id array counts its ids), a legacy choice's `text` the answer.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from chatservice.config import ModelRoute
 from chatservice.inference.base import Payload
 
 CHARS_PER_TOKEN = 4
+PROMPT_FIELDS = ("prompt", "input")  # of the legacy completions and the embeddings APIs
 UsageSource = Literal["tokenizer", "estimate"]
 
 
@@ -94,6 +97,11 @@ class StreamTally:
             if reason is not None:
                 self.finished.add(index)
                 self.finish_reasons.append(reason)
+            text = choice.get("text")  # a legacy completion's chunk
+            if isinstance(text, str) and text:
+                self.content_chunks += 1
+                if self.text is not None:
+                    self.text.setdefault((index, -1), []).append(text)
             delta = choice.get("delta")
             if delta and (delta.get("content") or delta.get("tool_calls")):
                 self.content_chunks += 1
@@ -137,15 +145,37 @@ def prompt_texts(payload: Payload) -> Iterator[str]:
     for message in payload.get("messages") or ():
         if isinstance(message, dict):
             yield from _message_texts(message)
+    for field in PROMPT_FIELDS:
+        value = payload.get(field)
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, list):
+            yield from (item for item in value if isinstance(item, str))
 
 
 def answer_texts(result: Payload) -> Iterator[str]:
     for choice in result.get("choices") or ():
+        text = choice.get("text")
+        if isinstance(text, str):
+            yield text
         yield from _message_texts(choice.get("message") or {})
 
 
 def estimate_prompt_tokens(payload: Payload) -> int:
-    return _tokens(sum(map(len, prompt_texts(payload))))
+    return _tokens(sum(map(len, prompt_texts(payload)))) + prompt_token_ids(payload)
+
+
+def prompt_token_ids(payload: Payload) -> int:
+    """The tokens a legacy prompt or an embeddings input gives as ids: `[1, 2]`, `[[1], [2]]`."""
+    count = 0
+    for field in PROMPT_FIELDS:
+        value = payload.get(field)
+        for item in value if isinstance(value, list) else ():
+            if isinstance(item, int):
+                count += 1
+            elif isinstance(item, list):
+                count += sum(isinstance(token, int) for token in item)
+    return count
 
 
 def estimate_completion_tokens(result: Payload) -> int:

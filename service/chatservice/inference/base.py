@@ -13,6 +13,8 @@ Payload = dict[str, Any]
 # reasons, content), and the bytes of its `data:` field as the client gets them, so that a
 # chunk the gateway does not change is relayed without being encoded again.
 StreamEvent = tuple[Payload, bytes]
+# The OpenAI APIs the gateway serves, by their path: also the upstream's path for them.
+Api = Literal["chat/completions", "completions", "embeddings"]
 
 
 @dataclass(slots=True)
@@ -39,7 +41,9 @@ class BackendHealth:
 HEALTHY = BackendHealth("ok")
 
 
-class ChatBackend(Protocol):
+class Answering(Protocol):
+    """What a completion needs of a backend: a whole answer, or its stream."""
+
     async def complete(self, route: ModelRoute, payload: Payload, stats: CallStats) -> Payload:
         """Return a `chat.completion` object for a non-streaming request."""
         ...
@@ -52,6 +56,8 @@ class ChatBackend(Protocol):
         chunk carries `usage`."""
         ...
 
+
+class ChatBackend(Answering, Protocol):
     async def check(self, route: ModelRoute) -> BackendHealth:
         """Whether the backend can serve this route now, and if not, why."""
         ...

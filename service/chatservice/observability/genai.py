@@ -1,4 +1,5 @@
-"""The chat span, with OpenTelemetry's GenAI semantic-convention attributes.
+"""The span of a completion (chat, legacy or embeddings), with OpenTelemetry's GenAI
+semantic-convention attributes.
 
 Names, models, token counts and finish reasons only: never the messages or the answer.
 """
@@ -13,21 +14,33 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from chatservice.config import ModelRoute
+from chatservice.inference.base import Api
+
+# The semantic conventions' `gen_ai.operation.name` of each API.
+OPERATIONS: dict[Api, str] = {
+    "chat/completions": "chat",
+    "completions": "text_completion",
+    "embeddings": "embeddings",
+}
 
 
 class ChatSpan:
-    """One `chat {model}` client span around a backend call; a no-op without a tracer."""
+    """One `{operation} {model}` client span around a backend call (`chat upstream`); a no-op
+    without a tracer."""
 
     __slots__ = ("_span",)
 
-    def __init__(self, tracer: Tracer | None, route: ModelRoute) -> None:
+    def __init__(
+        self, tracer: Tracer | None, route: ModelRoute, api: Api = "chat/completions"
+    ) -> None:
         self._span: Span | None = None
         if tracer is not None:
+            operation = OPERATIONS[api]
             self._span = tracer.start_span(
-                f"chat {route.name}",
+                f"{operation} {route.name}",
                 kind=SpanKind.CLIENT,
                 attributes={
-                    "gen_ai.operation.name": "chat",
+                    "gen_ai.operation.name": operation,
                     "gen_ai.request.model": route.upstream_model or route.name,
                 },
             )
