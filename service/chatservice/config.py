@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
@@ -10,6 +11,7 @@ from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -57,6 +59,25 @@ class UpstreamEndpoint(BaseModel):
     max_concurrency: int | None = Field(
         default=None, ge=1, description="Requests in flight to this endpoint at most."
     )
+
+    @model_validator(mode="after")
+    def _discovery_needs_a_name(self) -> Self:
+        if self.discovery is not None and not _is_host_name(urlsplit(self.base_url).hostname):
+            raise ValueError(
+                f"endpoint {self.base_url!r}: discovery needs a host name to resolve, not an "
+                "address"
+            )
+        return self
+
+
+def _is_host_name(host: str | None) -> bool:
+    if not host:
+        return False
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return True
+    return False
 
 
 class ModelRoute(BaseModel):
@@ -113,6 +134,8 @@ class ModelRoute(BaseModel):
                 f"model {self.name!r}: discovery applies to base_url; with "
                 "endpoints, set it on each endpoint"
             )
+        if self.discovery and not _is_host_name(urlsplit(self.base_url or "").hostname):
+            raise ValueError(f"model {self.name!r}: discovery needs a host name, not an address")
         return self
 
     def upstream_endpoints(self) -> tuple[UpstreamEndpoint, ...]:

@@ -171,7 +171,9 @@ class OpenAIBackend:
             return BackendHealth("unavailable", "no endpoint: its DNS name resolved to none yet")
         results = await asyncio.gather(
             *(
-                self._checks.check(route, e.url + "/models", _endpoint_headers(route, e))
+                self._checks.check(
+                    route, e.url + "/models", _endpoint_headers(route, e), e.server_hostname
+                )
                 for e in pool.endpoints
             )
         )
