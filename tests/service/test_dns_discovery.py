@@ -246,11 +246,11 @@ def test_addresses_become_urls_and_the_nameserver_setting_parses() -> None:
     assert (resolver.nameservers, resolver.port) == (["10.96.0.10"], 53)
 
 
-def test_a_refresh_keeps_the_state_of_endpoints_that_stay_and_lets_removed_ones_finish() -> None:
+def test_a_refresh_keeps_the_endpoints_that_stay_and_lets_removed_ones_finish() -> None:
     route = ModelRoute(
         name="pods", backend="openai", base_url="http://vllm.models.svc:8000/v1", discovery="dns"
     )
-    pool = EndpointPool(route, Settings())
+    pool = EndpointPool(route, Settings(endpoint_failures_to_eject=1))
     assert pool.endpoints == []
 
     def discover(*urls: str) -> tuple[int, int]:
@@ -261,10 +261,13 @@ def test_a_refresh_keeps_the_state_of_endpoints_that_stay_and_lets_removed_ones_
     in_flight = pool.pick({second})
     assert in_flight is first
     pool.failed(second, "503")
+    assert second.state(time.monotonic()) == "ejected"
 
     assert discover("http://10.0.0.2:8000/v1") == (0, 1)
     assert pool.endpoints == [second]
-    assert second.consecutive_failures == 1  # the same endpoint, not a new one
+    assert second.last_error == "503"  # the same endpoint, not a new one
+    # Now the only one: like a single base_url, it is not kept out for the rest of a cooldown.
+    assert second.state(time.monotonic()) == "healthy"
     pool.release(first)  # the request sent before the refresh ends as usual
     assert first.outstanding == 0
     assert pool.pick(set()) is second

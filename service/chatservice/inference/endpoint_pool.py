@@ -142,6 +142,12 @@ class EndpointPool:
                 )
             )
         self.endpoints = sorted([*kept, *added], key=lambda e: e.ordinal)
+        if not self._can_eject:
+            # Down to the only place requests can go: as for a single base_url, it is not
+            # kept out for the rest of a cooldown it got while it had company.
+            for endpoint in self.endpoints:
+                endpoint.ejected_until = 0.0
+                endpoint.ejections_in_a_row = 0
         return len(added), len(current - wanted)
 
     def _usable(self, endpoint: Endpoint, now: float) -> bool:
