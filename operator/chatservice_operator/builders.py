@@ -58,6 +58,8 @@ def _models_json(cs: ChatService) -> str:
         route: dict[str, object] = {"name": backend.model, "backend": backend.backend}
         if backend.base_url is not None:
             route["base_url"] = backend.base_url
+        if backend.discovery is not None:
+            route["discovery"] = backend.discovery
         if backend.endpoints:
             route["endpoints"] = [
                 e.model_dump(exclude_none=True, exclude_defaults=True) for e in backend.endpoints

@@ -36,18 +36,26 @@ class Auth(_Model):
     jwt_secret_ref: SecretKeyRef | None = None
 
 
+# `dns`: the URL's host is a headless Service whose A/AAAA records are the servers; the
+# service resolves it (CHATSERVICE_MODELS' `discovery`).
+Discovery = Literal["dns"]
+
+
 class BackendEndpoint(_Model):
-    """One server of a backend with several (they share the backend's key)."""
+    """One server of a backend with several (they share the backend's key), or with
+    `discovery` the servers its host name resolves to."""
 
     base_url: str = Field(alias="baseURL")
     weight: float = Field(default=1.0, gt=0)
     max_concurrency: int | None = Field(default=None, ge=1)
+    discovery: Discovery | None = None
 
 
 class Backend(_Model):
     model: str = Field(min_length=1)
     backend: Literal["openai", "echo"] = "openai"
     base_url: str | None = Field(default=None, alias="baseURL")
+    discovery: Discovery | None = None  # of baseURL
     endpoints: tuple[BackendEndpoint, ...] = ()
     fallbacks: tuple[str, ...] = ()
     upstream_model: str | None = None
@@ -65,6 +73,11 @@ class Backend(_Model):
             )
         if self.base_url and self.endpoints:
             raise ValueError(f"backend {self.model!r}: give baseURL or endpoints, not both")
+        if self.discovery and not self.base_url:
+            raise ValueError(
+                f"backend {self.model!r}: discovery applies to baseURL; with endpoints, "
+                "set it on each endpoint"
+            )
         return self
 
 

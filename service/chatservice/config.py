@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
@@ -10,6 +11,7 @@ from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -32,12 +34,23 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
 
+# `dns`: the base URL's host is a headless Service's name, whose A and AAAA records are
+# the servers (inference/dns_discovery.py).
+Discovery = Literal["dns"]
+
+
 class UpstreamEndpoint(BaseModel):
-    """One server of a route: requests are balanced across a route's endpoints."""
+    """One server of a route, or with `discovery` the servers a DNS name resolves to: requests
+    are balanced across a route's endpoints."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     base_url: str = Field(min_length=1, description="Upstream base URL, e.g. .../v1")
+    discovery: Discovery | None = Field(
+        default=None,
+        description="`dns`: every address the base URL's host resolves to (A and AAAA, "
+        "refreshed every `dns_refresh_interval`) is an endpoint of its own.",
+    )
     weight: float = Field(default=1.0, gt=0, description="Share of the traffic, relative.")
     api_key_env: str | None = Field(
         default=None,
@@ -46,6 +59,25 @@ class UpstreamEndpoint(BaseModel):
     max_concurrency: int | None = Field(
         default=None, ge=1, description="Requests in flight to this endpoint at most."
     )
+
+    @model_validator(mode="after")
+    def _discovery_needs_a_name(self) -> Self:
+        if self.discovery is not None and not _is_host_name(urlsplit(self.base_url).hostname):
+            raise ValueError(
+                f"endpoint {self.base_url!r}: discovery needs a host name to resolve, not an "
+                "address"
+            )
+        return self
+
+
+def _is_host_name(host: str | None) -> bool:
+    if not host:
+        return False
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return True
+    return False
 
 
 class ModelRoute(BaseModel):
@@ -56,6 +88,9 @@ class ModelRoute(BaseModel):
     name: str = Field(min_length=1, description="Public model name clients send as `model`.")
     backend: Literal["echo", "openai"] = "echo"
     base_url: str | None = Field(default=None, description="Upstream base URL, e.g. .../v1")
+    discovery: Discovery | None = Field(
+        default=None, description="`dns`: base_url's host names the servers (as an endpoint's)."
+    )
     endpoints: tuple[UpstreamEndpoint, ...] = Field(
         default=(), description="Several servers of this model (instead of base_url)."
     )
@@ -94,13 +129,22 @@ class ModelRoute(BaseModel):
             raise ValueError(f"model {self.name!r}: the openai backend needs base_url or endpoints")
         if self.base_url and self.endpoints:
             raise ValueError(f"model {self.name!r}: give base_url or endpoints, not both")
+        if self.discovery and not self.base_url:
+            raise ValueError(
+                f"model {self.name!r}: discovery applies to base_url; with "
+                "endpoints, set it on each endpoint"
+            )
+        if self.discovery and not _is_host_name(urlsplit(self.base_url or "").hostname):
+            raise ValueError(f"model {self.name!r}: discovery needs a host name, not an address")
         return self
 
     def upstream_endpoints(self) -> tuple[UpstreamEndpoint, ...]:
         """The endpoints; a route with one `base_url` (the operator's shape) is one endpoint."""
         if self.endpoints:
             return self.endpoints
-        return (UpstreamEndpoint(base_url=self.base_url),) if self.base_url else ()
+        if not self.base_url:
+            return ()
+        return (UpstreamEndpoint(base_url=self.base_url, discovery=self.discovery),)
 
     @model_validator(mode="after")
     def _tokenizer_is_a_file(self) -> Self:
@@ -204,6 +248,12 @@ class Settings(BaseSettings):
     endpoint_failures_to_eject: int = Field(default=3, ge=1)
     endpoint_cooldown: float = Field(default=5.0, gt=0)
     endpoint_max_cooldown: float = Field(default=120.0, gt=0)
+    # Endpoints with `discovery: dns`: each worker resolves their names this often, each
+    # resolution bounded by the timeout, against resolv.conf's nameservers or this one
+    # (`host` or `host:port`).
+    dns_refresh_interval: float = Field(default=5.0, gt=0)
+    dns_timeout: float = Field(default=2.0, gt=0)
+    dns_nameserver: str | None = None
     # Backpressure: requests waiting when every endpoint of a route is at its cap.
     route_queue_size: int = Field(default=100, ge=0)
     route_queue_timeout: float = Field(default=5.0, gt=0)

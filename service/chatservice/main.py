@@ -25,6 +25,7 @@ from chatservice.config import Settings
 from chatservice.db.engine import create_engine, create_sessionmaker
 from chatservice.db.migrate import script_directory
 from chatservice.db.schema_history import SchemaHistory
+from chatservice.inference.dns_discovery import DnsDiscovery
 from chatservice.inference.routing import RoutingTable
 from chatservice.keys.failure_limiter import FailureLimiter
 from chatservice.keys.invalidation import InvalidationWatcher
@@ -113,9 +114,10 @@ def create_app(
             settings.key_invalidation_poll_interval,
             timeout=settings.db_request_timeout,
         )
+        discovery = DnsDiscovery(runtime.routing.pools, settings)
         log.info("worker started", extra={"version": __version__, "models": len(settings.models)})
         try:
-            async with watcher.running():
+            async with watcher.running(), discovery.running():
                 yield
         finally:
             restore_signal()

@@ -337,6 +337,21 @@ def test_rate_limit_values_reach_the_chatservice() -> None:
     assert strict_errors(chatservice, chart_crd()) == []
 
 
+def test_discovered_backends_reach_the_chatservice() -> None:
+    from .rendering import render_values
+
+    backends = [
+        {"model": "llama", "baseURL": "http://vllm.models.svc:8000/v1", "discovery": "dns"},
+        {
+            "model": "tgi",
+            "endpoints": [{"baseURL": "http://tgi.models.svc/v1", "discovery": "dns"}],
+        },
+    ]
+    chatservice = render_values({"chatService": {"backends": backends}}).one("ChatService")
+    assert chatservice["spec"]["inference"]["backends"] == backends
+    assert strict_errors(chatservice, chart_crd()) == []
+
+
 def test_a_login_signing_key_reaches_the_chatservice() -> None:
     from .rendering import render_values
 

@@ -59,6 +59,44 @@ def test_the_first_install_creates_the_chatservice() -> None:
     assert len(first.of_kind("Deployment")) == 1, "and the operator that reconciles it"
 
 
+def _with_backends(*backends: dict[str, object]) -> dict[str, object]:
+    chatservice = _chatservice({})
+    spec = chatservice["spec"]
+    assert isinstance(spec, dict)
+    spec["inference"] = {"backends": list(backends)}
+    return chatservice
+
+
+def test_a_backend_discovered_from_dns_is_admitted_on_baseurl_or_an_endpoint() -> None:
+    stored, errors = admit(
+        _with_backends(
+            {"model": "a", "baseURL": "http://vllm.models.svc:8000/v1", "discovery": "dns"},
+            {"model": "b", "endpoints": [{"baseURL": "http://tgi:80/v1", "discovery": "dns"}]},
+        ),
+        chart_crd(),
+    )
+    assert errors == []
+    backends = stored["spec"]["inference"]["backends"]
+    assert [backends[0]["discovery"], backends[1]["endpoints"][0]["discovery"]] == ["dns", "dns"]
+
+
+@pytest.mark.parametrize(
+    ("backend", "message"),
+    [
+        (
+            {"model": "a", "endpoints": [{"baseURL": "http://tgi/v1"}], "discovery": "dns"},
+            "discovery applies to baseURL",
+        ),
+        ({"model": "a", "baseURL": "http://vllm/v1", "discovery": "srv"}, "discovery"),
+    ],
+)
+def test_the_api_server_refuses_discovery_it_cannot_apply(
+    backend: dict[str, object], message: str
+) -> None:
+    _, errors = admit(_with_backends(backend), chart_crd())
+    assert any(message in error for error in errors), errors
+
+
 def _chatservice(canary: dict[str, object]) -> dict[str, object]:
     return {
         "apiVersion": "chatservice.dev/v1alpha1",

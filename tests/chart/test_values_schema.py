@@ -44,6 +44,24 @@ from .rendering import CHART_DIR, SCENARIOS, RenderError, Scenario, render_value
         ({"chatService": {"backends": []}}, "/chatService/backends"),
         ({"chatService": {"backends": [{"model": "m"}]}}, "baseURL"),
         ({"chatService": {"backends": [{"model": "m", "backend": "vllm"}]}}, "backend"),
+        (
+            {
+                "chatService": {
+                    "backends": [
+                        {"model": "m", "endpoints": [{"baseURL": "http://u"}], "discovery": "dns"}
+                    ]
+                }
+            },
+            "baseURL",
+        ),
+        (
+            {
+                "chatService": {
+                    "backends": [{"model": "m", "baseURL": "http://u", "discovery": "srv"}]
+                }
+            },
+            "discovery",
+        ),
         ({"chatService": {"name": "a" * 45}}, "/chatService/name"),
         ({"chatService": {"podDisruptionBudget": {"maxUnavailable": 0}}}, "maxUnavailable"),
     ],

@@ -152,6 +152,42 @@ def test_logins_take_their_signing_key_from_a_secret() -> None:
     assert "CHATSERVICE_JWT_SECRET" not in [e["name"] for e in plain["containers"][0]["env"]]
 
 
+def test_discovered_backends_carry_discovery_into_the_routes() -> None:
+    discovered = chatservice(
+        inference={
+            "backends": [
+                {"model": "llama", "baseURL": "http://vllm.models.svc:8000/v1", "discovery": "dns"},
+                {
+                    "model": "mixed",
+                    "endpoints": [
+                        {"baseURL": "http://tgi.models.svc:80/v1", "discovery": "dns", "weight": 2},
+                        {"baseURL": "http://10.0.0.9:8000/v1"},
+                    ],
+                },
+            ]
+        }
+    )
+    routes = json.loads(builders.build_configmap(discovered)["data"]["CHATSERVICE_MODELS"])
+    assert routes == [
+        {
+            "name": "llama",
+            "backend": "openai",
+            "base_url": "http://vllm.models.svc:8000/v1",
+            "discovery": "dns",
+            "upstream_model": "llama",
+        },
+        {
+            "name": "mixed",
+            "backend": "openai",
+            "endpoints": [
+                {"base_url": "http://tgi.models.svc:80/v1", "weight": 2.0, "discovery": "dns"},
+                {"base_url": "http://10.0.0.9:8000/v1"},
+            ],
+            "upstream_model": "mixed",
+        },
+    ]
+
+
 def test_config_checksum_follows_the_settings_only() -> None:
     base = builders.config_checksum(builders.build_configmap(chatservice()))
     assert base == builders.config_checksum(builders.build_configmap(chatservice(replicas=5)))
@@ -405,6 +441,20 @@ def test_service_monitor() -> None:
     [
         ({"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}, "minReplicas must be <="),
         ({"inference": {"backends": [{"model": "x"}]}}, "needs baseURL"),
+        (
+            {
+                "inference": {
+                    "backends": [
+                        {
+                            "model": "x",
+                            "endpoints": [{"baseURL": "http://a/v1"}],
+                            "discovery": "dns",
+                        }
+                    ]
+                }
+            },
+            "discovery applies to baseURL",
+        ),
         ({"inference": {"backends": []}}, "at least 1 item"),
         ({"replicas": -1}, "greater than or equal to 0"),
         ({"rollout": {"canary": {"replicas": 0}}}, "at least 1"),

@@ -139,6 +139,31 @@ def test_endpoints_and_fallbacks_reach_the_service_as_the_chatservice_says(
     ]
 
 
+def test_discovery_reaches_the_service_as_the_chatservice_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    discovered = chatservice(
+        inference={
+            "backends": [
+                {"model": "llama", "baseURL": "http://vllm.models.svc:8000/v1", "discovery": "dns"},
+                {
+                    "model": "pool",
+                    "endpoints": [{"baseURL": "http://tgi:80/v1", "discovery": "dns"}],
+                },
+            ]
+        }
+    )
+    configmap = builders.build_configmap(discovered)
+    deployment = builders.build_deployment(discovered, discovered.spec.image, "sum")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    settings = settings_from(container_env(container, configmap), monkeypatch)
+    assert [
+        (e.base_url, e.discovery)
+        for name in ("llama", "pool")
+        for e in settings.routes[name].upstream_endpoints()
+    ] == [("http://vllm.models.svc:8000/v1", "dns"), ("http://tgi:80/v1", "dns")]
+
+
 def test_the_migration_jobs_settings_parse_for_the_same_database(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -82,7 +82,10 @@ class StubUpstream:
     legacy completion.
     """
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
+        # Another loopback address (127.0.0.2, ...) lets several stubs share one port, as the
+        # pods behind a headless Service do.
+        self.host = host
         self.port = port or free_port()
         self.plan: list[str] = []
         self.default = "ok"
@@ -102,7 +105,7 @@ class StubUpstream:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"http://{self.host}:{self.port}/v1"
 
     def reset(self) -> None:
         self.plan.clear()
@@ -260,7 +263,7 @@ class StubUpstream:
     async def _start_site(self) -> None:
         self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        await web.TCPSite(self._runner, self.host, self.port).start()
 
     def stop(self) -> None:
         if self._loop is None or self._runner is None:

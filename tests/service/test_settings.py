@@ -92,6 +92,23 @@ def test_openai_backend_needs_a_base_url(monkeypatch: pytest.MonkeyPatch) -> Non
         Settings()
 
 
+@pytest.mark.parametrize(
+    ("route", "complaint"),
+    [
+        (
+            {"endpoints": [{"base_url": "http://a/v1"}], "discovery": "dns"},
+            "discovery applies to base_url",
+        ),
+        ({"base_url": "http://10.0.0.5:8000/v1", "discovery": "dns"}, "host name"),
+        ({"endpoints": [{"base_url": "http://[fd00::5]/v1", "discovery": "dns"}]}, "host name"),
+        ({"base_url": "http://vllm.models.svc:8000/v1", "discovery": "srv"}, "discovery"),
+    ],
+)
+def test_discovery_needs_a_name_to_resolve(route: dict[str, object], complaint: str) -> None:
+    with pytest.raises(ValidationError, match=complaint):
+        Settings(models=[{"name": "x", "backend": "openai", **route}])
+
+
 def test_cli_refuses_to_start_without_printing_the_secret() -> None:
     env = {
         **os.environ,

@@ -19,7 +19,10 @@ class Readiness(BaseModel):
 
 
 class EndpointHealth(BaseModel):
-    endpoint: str = Field(description="`model/ordinal`: the address is not shown.")
+    endpoint: str = Field(
+        description="`model/ordinal`, or `model/ordinal.serial` for one discovered from DNS: "
+        "the address is not shown."
+    )
     state: Literal["healthy", "ejected", "rate_limited"]
     seconds_left: float | None = Field(description="Until it may be tried again.")
     outstanding: int

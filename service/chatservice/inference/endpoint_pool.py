@@ -9,6 +9,9 @@ State is per worker process, on purpose: it is read and written on every request
 shared store (Redis) on that path would turn a Redis outage into a routing outage and add a
 round trip to each request. Each worker learns an endpoint's failure from its own requests,
 within `endpoint_failures_to_eject` of them.
+
+An entry with `discovery` starts with no endpoint; `replace_discovered` sets the servers its
+name resolves to (dns_discovery.py), keeping the state of those that stay.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import asyncio
 import os
 import random
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -41,9 +45,13 @@ class Endpoint:
     """One endpoint's live state in this worker."""
 
     route: str
-    ordinal: int
+    ordinal: int  # of its entry in the route's endpoints
     config: UpstreamEndpoint
     url: str
+    # A discovered endpoint's URL has an address; its requests still name the host they were
+    # configured with (`Host`, and TLS's server name).
+    host_header: str | None = None
+    server_hostname: str | None = None
     outstanding: int = 0
     consecutive_failures: int = 0
     ejections_in_a_row: int = 0
@@ -89,15 +97,58 @@ class EndpointPool:
         self._max_cooldown = settings.endpoint_max_cooldown
         self._queue_size = settings.route_queue_size
         self._queue_timeout = settings.route_queue_timeout
+        self.entries = route.upstream_endpoints()
         self.endpoints = [
             Endpoint(route.name, i, e, e.base_url.rstrip("/"), label=f"{route.name}/{i}")
-            for i, e in enumerate(route.upstream_endpoints())
+            for i, e in enumerate(self.entries)
+            if e.discovery is None
         ]
-        # Ejecting the only place a request can go would turn a blip into an outage for the
-        # whole cooldown: a single-endpoint route without fallbacks is never ejected.
-        self._can_eject = len(self.endpoints) > 1 or bool(route.fallbacks)
+        self._discovered_serials = [0] * len(self.entries)
         self.waiting = 0
         self._released = asyncio.Event()
+
+    @property
+    def _can_eject(self) -> bool:
+        # Ejecting the only place a request can go would turn a blip into an outage for the
+        # whole cooldown: a single-endpoint route without fallbacks is never ejected.
+        return len(self.endpoints) > 1 or bool(self.route.fallbacks)
+
+    def replace_discovered(
+        self, ordinal: int, urls: Collection[str], host_header: str, server_hostname: str
+    ) -> tuple[int, int]:
+        """Make `urls` the endpoints of discovered entry `ordinal`; returns (added, removed).
+
+        Those that stay keep their state (ejection, requests in flight). One removed is no
+        longer picked; requests already sent to it finish and release it as usual.
+        """
+        entry = self.entries[ordinal]
+        wanted = set(urls)
+        current = {e.url for e in self.endpoints if e.ordinal == ordinal}
+        kept = [e for e in self.endpoints if e.ordinal != ordinal or e.url in wanted]
+        added: list[Endpoint] = []
+        for url in sorted(wanted - current):
+            self._discovered_serials[ordinal] += 1
+            # `model/ordinal.serial`: like a static endpoint's label, it shows no address.
+            label = f"{self.route.name}/{ordinal}.{self._discovered_serials[ordinal]}"
+            added.append(
+                Endpoint(
+                    self.route.name,
+                    ordinal,
+                    entry,
+                    url,
+                    host_header=host_header,
+                    server_hostname=server_hostname,
+                    label=label,
+                )
+            )
+        self.endpoints = sorted([*kept, *added], key=lambda e: e.ordinal)
+        if not self._can_eject:
+            # Down to the only place requests can go: as for a single base_url, it is not
+            # kept out for the rest of a cooldown it got while it had company.
+            for endpoint in self.endpoints:
+                endpoint.ejected_until = 0.0
+                endpoint.ejections_in_a_row = 0
+        return len(added), len(current - wanted)
 
     def _usable(self, endpoint: Endpoint, now: float) -> bool:
         if endpoint.paused_until > now or endpoint.at_cap():

@@ -167,9 +167,13 @@ class OpenAIBackend:
     async def check(self, route: ModelRoute) -> BackendHealth:
         """Every endpoint's `GET /models`: ok if all answer, degraded if only some do."""
         pool = self._pools[route.name]
+        if not pool.endpoints:
+            return BackendHealth("unavailable", "no endpoint: its DNS name resolved to none yet")
         results = await asyncio.gather(
             *(
-                self._checks.check(route, e.url + "/models", _headers(e.key(route)))
+                self._checks.check(
+                    route, e.url + "/models", _endpoint_headers(route, e), e.server_hostname
+                )
                 for e in pool.endpoints
             )
         )
@@ -184,6 +188,10 @@ class OpenAIBackend:
 
     def pool(self, route: ModelRoute) -> EndpointPool:
         return self._pools[route.name]
+
+    @property
+    def pools(self) -> list[EndpointPool]:
+        return list(self._pools.values())
 
     async def relay(
         self, route: ModelRoute, path: str, payload: Payload, stats: CallStats
@@ -277,10 +285,11 @@ class OpenAIBackend:
                         endpoint.url + "/" + path,
                         data=body,
                         headers={
-                            **_headers(endpoint.key(route)),
+                            **_endpoint_headers(route, endpoint),
                             "Content-Type": "application/json",
                         },
                         timeout=self._connect_timeout,
+                        server_hostname=endpoint.server_hostname,
                     )
             except TimeoutError:
                 pool.release(endpoint)
@@ -411,8 +420,12 @@ def _is_chat_completion(result: Any) -> bool:
     )
 
 
-def _headers(key: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"} if key else {}
+def _endpoint_headers(route: ModelRoute, endpoint: Endpoint) -> dict[str, str]:
+    key = endpoint.key(route)
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    if endpoint.host_header is not None:
+        headers["Host"] = endpoint.host_header
+    return headers
 
 
 def _remaining(deadline: float) -> float:

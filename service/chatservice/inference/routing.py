@@ -8,7 +8,7 @@ from chatservice.config import ModelRoute, Settings
 from chatservice.errors import InvalidRequestError, NotFoundError
 from chatservice.inference.base import ChatBackend
 from chatservice.inference.echo import EchoBackend
-from chatservice.inference.endpoint_pool import EndpointReport
+from chatservice.inference.endpoint_pool import EndpointPool, EndpointReport
 from chatservice.inference.openai_compatible import OpenAIBackend
 
 
@@ -43,6 +43,11 @@ class RoutingTable:
         if route.backend != "openai":
             return None
         return self._openai.pool(route).report()
+
+    @property
+    def pools(self) -> list[EndpointPool]:
+        """The endpoints of every upstream route (where discovery finds theirs)."""
+        return self._openai.pools
 
     def relay(self, route: ModelRoute) -> OpenAIBackend:
         """The backend of the endpoints relayed as they are (embeddings, legacy completions):

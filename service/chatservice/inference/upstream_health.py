@@ -32,8 +32,15 @@ class UpstreamChecks:
         self._ttl = ttl
         self._cache: dict[tuple[str, str], tuple[float, asyncio.Task[_ModelList]]] = {}
 
-    async def check(self, route: ModelRoute, url: str, headers: dict[str, str]) -> BackendHealth:
-        listing = await self._listing(url, headers)
+    async def check(
+        self,
+        route: ModelRoute,
+        url: str,
+        headers: dict[str, str],
+        server_hostname: str | None = None,
+    ) -> BackendHealth:
+        """`server_hostname`: TLS's name for a URL with an address (a discovered endpoint)."""
+        listing = await self._listing(url, headers, server_hostname)
         if listing.failure is not None:
             return listing.failure
         model = route.upstream_model or route.name
@@ -41,7 +48,9 @@ class UpstreamChecks:
             return BackendHealth("degraded", f"the upstream does not list the model `{model}`")
         return HEALTHY
 
-    def _listing(self, url: str, headers: dict[str, str]) -> asyncio.Task[_ModelList]:
+    def _listing(
+        self, url: str, headers: dict[str, str], server_hostname: str | None
+    ) -> asyncio.Task[_ModelList]:
         # The key is part of the cache key (hashed: this dict is no place for secrets), as two
         # routes on one URL with different keys can get different answers.
         secret = headers.get("Authorization", "").encode()
@@ -50,13 +59,17 @@ class UpstreamChecks:
         cached = self._cache.get(key)
         if cached is not None and cached[0] > now:
             return cached[1]
-        task = asyncio.ensure_future(self._fetch(url, headers))
+        task = asyncio.ensure_future(self._fetch(url, headers, server_hostname))
         self._cache[key] = (now + self._ttl, task)
         return task
 
-    async def _fetch(self, url: str, headers: dict[str, str]) -> _ModelList:
+    async def _fetch(
+        self, url: str, headers: dict[str, str], server_hostname: str | None
+    ) -> _ModelList:
         try:
-            async with self._session.get(url, headers=headers, timeout=self._timeout) as response:
+            async with self._session.get(
+                url, headers=headers, timeout=self._timeout, server_hostname=server_hostname
+            ) as response:
                 status = response.status
                 body = await response.read()
         except TimeoutError:

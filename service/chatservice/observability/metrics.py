@@ -142,6 +142,13 @@ RATE_LIMIT_STORE_ERRORS = Counter(
     ["mode"],
 )
 
+DNS_RESOLUTIONS = Counter(
+    "chatservice_dns_resolutions_total",
+    "Resolutions of discovered endpoints' DNS names, by model and outcome (`changed`, "
+    "`unchanged`; `empty` and `failed` keep the last known endpoints).",
+    ["model", "outcome"],
+)
+
 
 @functools.cache
 def child(metric: MetricT, *labels: str) -> MetricT:
