@@ -5,6 +5,7 @@ under gunicorn (one worker each) on one PostgreSQL, in four configurations:
 
 - `1 endpoint`: the route has one endpoint; the bootstrap admin key (no limits); the ledger on.
 - `4 endpoints`: the same route with 4 endpoints (4 stub processes), balanced by the pool.
+- `stored key`: one endpoint; a key from the database (cached per worker), without limits.
 - `redis limits`: one endpoint; a stored key with requests, tokens and concurrency limits (set
   high enough never to refuse) checked in Redis, one atomic script per request; the ledger on.
 - `file limits`: the same key's limits in the pod's shared SQLite file (no Redis).
@@ -52,7 +53,7 @@ ROUTE = {"name": "bench", "backend": "openai", "upstream_model": "stub"}
 # Far above what one worker serves: the limits are checked and settled, never hit.
 LIMITS = {"requests_per_minute": 10_000_000, "tokens_per_minute": 1_000_000_000,
           "max_concurrent": 100_000}  # fmt: skip
-SYSTEMS = ("1 endpoint", "4 endpoints", "redis limits", "file limits")
+SYSTEMS = ("1 endpoint", "4 endpoints", "stored key", "redis limits", "file limits")
 
 
 def main() -> None:
@@ -103,12 +104,14 @@ def main() -> None:
         urls = [f"http://127.0.0.1:{stub.port}/v1" for stub in stubs]
         one = [{**ROUTE, "base_url": urls[0]}]
         four = [{**ROUTE, "endpoints": [{"base_url": url} for url in urls]}]
-        limited_key = _create_key(env)
+        limited_key = _create_key(env, "bench-limited")
         admin = {"Authorization": f"Bearer {KEY}"}
+        stored = {"Authorization": f"Bearer {_create_key(env, 'bench-stored')}"}
         limited = {"Authorization": f"Bearer {limited_key}"}
         configurations = {
             "1 endpoint": ({"CHATSERVICE_MODELS": json.dumps(one)}, admin),
             "4 endpoints": ({"CHATSERVICE_MODELS": json.dumps(four)}, admin),
+            "stored key": ({"CHATSERVICE_MODELS": json.dumps(one)}, stored),
             "redis limits": (
                 {"CHATSERVICE_MODELS": json.dumps(one), "CHATSERVICE_REDIS_URL": redis.url},
                 limited,
@@ -134,7 +137,7 @@ def main() -> None:
             systems[name] = stack.enter_context(
                 serve("service", argv, service_env, port, "/api/v1/chat/completions", headers)
             )
-        _set_limits(systems["1 endpoint"], limited_key)
+        _set_limits(systems["1 endpoint"])
         rows_before = _ledger_rows(database_url)
 
         for round_ in range(args.rounds):
@@ -159,19 +162,19 @@ def main() -> None:
     report(results, args, sum(served.values()), ledger)
 
 
-def _create_key(env: dict[str, str]) -> str:
+def _create_key(env: dict[str, str], name: str) -> str:
     out = subprocess.run(
-        [sys.executable, "-m", "chatservice.cli", "create-key", "--name", "bench-limited"],
+        [sys.executable, "-m", "chatservice.cli", "create-key", "--name", name],
         env=env, check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
     return next(word for word in out.split() if word.startswith("sk-"))
 
 
-def _set_limits(server: Server, key: str) -> None:
+def _set_limits(server: Server) -> None:
     base = f"http://127.0.0.1:{server.port}/api/v1"
     admin = {"Authorization": f"Bearer {KEY}"}
     keys = httpx.get(f"{base}/keys", headers=admin, params={"limit": 100}, timeout=10).json()
-    key_id = next(k["id"] for k in keys["data"] if key.startswith(k["display_prefix"]))
+    key_id = next(k["id"] for k in keys["data"] if k["name"] == "bench-limited")
     response = httpx.put(f"{base}/limits/key/{key_id}", headers=admin, json=LIMITS, timeout=10)
     response.raise_for_status()
 
@@ -212,7 +215,7 @@ def report(
     for mode in MODES:
         for name in ("direct", *SYSTEMS):
             p50, p99 = med(f"{mode} {name} p50"), med(f"{mode} {name} p99")
-            line = f"  {mode:6} {name:12} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms"
+            line = f"  {mode:6} {name:13} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms"
             if name != "direct":
                 added = p50 - med(f"{mode} direct p50")
                 line += (
@@ -227,7 +230,7 @@ def report(
     for mode in MODES:
         for name in ("direct", *SYSTEMS):
             print(
-                f"  {mode:6} {name:12} {med(f'{mode} {name} rps'):8.0f} req/s"
+                f"  {mode:6} {name:13} {med(f'{mode} {name} rps'):8.0f} req/s"
                 f"  p99 {med(f'{mode} {name} wrk p99'):7.2f} ms"
             )
     rows, seconds = ledger
