@@ -130,6 +130,19 @@ async def test_each_relayed_request_leaves_one_row_with_its_api_tokens_and_cost(
     assert failed.outcome not in ("success", "cancelled")
     assert (failed.model, failed.total_tokens, failed.cost_usd) == ("down", 0, 0.0)
 
+    async with httpx.AsyncClient(timeout=10) as http:
+        report = await http.get(
+            f"{service}/api/v1/usage",
+            params={"group_by": "api", "key_id": str(key_id)},
+            headers=AUTH,
+        )
+    assert report.status_code == 200, report.text
+    by_api = {group["group"]: group for group in report.json()["data"]}
+    assert {api: group["requests"] for api, group in by_api.items()} == {
+        "embeddings": 3, "completions": 5,
+    }  # fmt: skip
+    assert by_api["embeddings"]["total_tokens"] == 6
+
 
 async def test_a_request_limit_counts_chat_embeddings_and_completions_together(
     service: str, database: str, upstream: StubUpstream

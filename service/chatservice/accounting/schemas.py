@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-GroupBy = Literal["key", "user", "team", "model", "day"]
+GroupBy = Literal["key", "user", "team", "model", "api", "day"]
 Scope = Literal["key", "user", "team"]
 # Large enough for any real limit, small enough for a 32-bit column.
 _MAX_LIMIT = 2_000_000_000
@@ -23,7 +23,8 @@ class UsageFigures(BaseModel):
 
 class UsageGroup(UsageFigures):
     group: str | None = Field(
-        description="The key, user or team id, the model or the day (UTC, YYYY-MM-DD); null "
+        description="The key, user or team id, the model, the API (`chat/completions`, "
+        "`completions`, `embeddings`) or the day (UTC, YYYY-MM-DD); null "
         "for requests without one (the bootstrap admin key has no id)."
     )
 

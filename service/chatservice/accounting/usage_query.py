@@ -45,6 +45,7 @@ def _group_column(group_by: GroupBy, dialect: str) -> ColumnElement[Any]:
         "user": UsageEvent.user_id,
         "team": UsageEvent.team_id,
         "model": UsageEvent.model,
+        "api": UsageEvent.api,
     }
     return columns[group_by].expression
 
