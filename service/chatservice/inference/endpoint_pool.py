@@ -96,6 +96,9 @@ class EndpointPool:
         # Ejecting the only place a request can go would turn a blip into an outage for the
         # whole cooldown: a single-endpoint route without fallbacks is never ejected.
         self._can_eject = len(self.endpoints) > 1 or bool(route.fallbacks)
+        metrics.child(metrics.ROUTE_ENDPOINTS, route.name).set(len(self.endpoints))
+        metrics.child(metrics.ENDPOINT_EJECTIONS, route.name)  # at 0 (publish_initial_series)
+        self._publish_ejected()
         self.waiting = 0
         self._released = asyncio.Event()
 
@@ -182,7 +185,9 @@ class EndpointPool:
     def succeeded(self, endpoint: Endpoint) -> None:
         endpoint.consecutive_failures = 0
         endpoint.ejections_in_a_row = 0
-        endpoint.ejected_until = 0.0
+        if endpoint.ejected_until:  # its trial succeeded: trusted again
+            endpoint.ejected_until = 0.0
+            self._publish_ejected()
 
     def failed(self, endpoint: Endpoint, reason: str) -> None:
         endpoint.last_error = reason
@@ -200,6 +205,12 @@ class EndpointPool:
             endpoint.ejections_in_a_row += 1
             endpoint.ejected_until = now + cooldown
             endpoint.consecutive_failures = 0
+            metrics.child(metrics.ENDPOINT_EJECTIONS, self.route.name).inc()
+            self._publish_ejected()
+
+    def _publish_ejected(self) -> None:
+        ejected = sum(1 for e in self.endpoints if e.ejected_until)
+        metrics.child(metrics.ROUTE_EJECTED_ENDPOINTS, self.route.name).set(ejected)
 
     def rate_limited(self, endpoint: Endpoint, retry_after: str | None) -> None:
         """A 429 is about this endpoint's limits only: with `Retry-After` it rests that long
