@@ -96,9 +96,7 @@ class EndpointPool:
         # Ejecting the only place a request can go would turn a blip into an outage for the
         # whole cooldown: a single-endpoint route without fallbacks is never ejected.
         self._can_eject = len(self.endpoints) > 1 or bool(route.fallbacks)
-        metrics.child(metrics.ROUTE_ENDPOINTS, route.name).set(len(self.endpoints))
-        metrics.child(metrics.ENDPOINT_EJECTIONS, route.name)  # at 0 (publish_initial_series)
-        self._publish_ejected()
+        metrics.publish_route_series(route.name, len(self.endpoints))
         self.waiting = 0
         self._released = asyncio.Event()
 

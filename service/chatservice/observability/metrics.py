@@ -223,6 +223,16 @@ def publish_initial_series(models: Iterable[str]) -> None:
             child(TOKENS, model, kind)
 
 
+def publish_route_series(model: str, endpoints: int) -> None:
+    """A route of upstream endpoints: its endpoint count, and at 0 (as in
+    publish_initial_series) its ejections, ejected endpoints and wait queue."""
+    child(ROUTE_ENDPOINTS, model).set(endpoints)
+    child(ROUTE_EJECTED_ENDPOINTS, model).set(0)
+    child(ENDPOINT_EJECTIONS, model)
+    child(ROUTE_QUEUE_DEPTH, model)
+    child(ROUTE_QUEUE_WAIT, model)
+
+
 def status_class(status: int) -> str:
     return f"{status // 100}xx"
 
