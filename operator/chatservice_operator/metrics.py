@@ -1,6 +1,6 @@
 """The operator's own Prometheus metrics, served on its /metrics port."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILES = Counter(
     "chatservice_operator_reconciles_total",
@@ -31,6 +31,11 @@ CANARY_DURATION = Histogram(
     "chatservice_operator_canary_duration_seconds",
     "Time in canary: from the canary pods being ready to the verdict",
     buckets=(30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400),
+)
+
+CANARIES_IN_PROGRESS = Gauge(
+    "chatservice_operator_canaries_in_progress",
+    "ChatServices in phase Canary: a canary serves beside the stable pods until its verdict",
 )
 
 

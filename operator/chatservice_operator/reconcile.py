@@ -167,6 +167,7 @@ async def _reconcile(ctx: Context, namespace: str, name: str, settings_children:
     api = ctx.api
     body = await api.get(API_VERSION, KIND, namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
+        _track_canary(ctx, namespace, name, in_canary=False)
         return "success"  # deleted: the children go with it by their ownerReferences
     status = ChatServiceStatus.model_validate(body.get("status") or {})
     generation = body["metadata"].get("generation", 1)
@@ -202,10 +203,7 @@ async def _reconcile(ctx: Context, namespace: str, name: str, settings_children:
         # Only a ready canary is judged; its pods and the stable ones are read for it.
         observed = replace(observed, samples=await ctx.scraper.samples(api, cs))
     decision = decide(cs, status, observed, _now())
-    if decision.status.phase == Phase.CANARY:
-        ctx.canaries.add((namespace, name))
-    else:
-        ctx.canaries.discard((namespace, name))
+    _track_canary(ctx, namespace, name, in_canary=decision.status.phase == Phase.CANARY)
 
     if decision.job is JobAction.DELETE:
         await api.delete("batch/v1", "Job", namespace, job_name(cs))
@@ -246,6 +244,14 @@ async def _reconcile(ctx: Context, namespace: str, name: str, settings_children:
     for event in decision.events:
         await post_event(api, body, event.type, event.reason, event.message)
     return "success"
+
+
+def _track_canary(ctx: Context, namespace: str, name: str, *, in_canary: bool) -> None:
+    if in_canary:
+        ctx.canaries.add((namespace, name))
+    else:
+        ctx.canaries.discard((namespace, name))
+    metrics.CANARIES_IN_PROGRESS.set(len(ctx.canaries))
 
 
 def _owned(cs: ChatService, obj: Obj | None) -> Obj | None:

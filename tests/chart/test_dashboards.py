@@ -35,7 +35,7 @@ def test_dashboards_can_be_turned_off_or_placed_for_another_sidecar() -> None:
 
 
 @pytest.mark.parametrize("uid", ["chatservice-gateway", "chatservice-operator"])
-def test_every_panel_query_parses_and_uses_the_chosen_data_source(uid: str) -> None:
+def test_every_panel_is_described_has_a_unit_and_queries_the_chosen_data_source(uid: str) -> None:
     dashboard = shipped()[uid]
     variables = {v["name"] for v in dashboard["templating"]["list"]}
     assert {"datasource", "namespace", "job"} <= variables
@@ -45,6 +45,8 @@ def test_every_panel_query_parses_and_uses_the_chosen_data_source(uid: str) -> N
         if panel["type"] == "row":
             continue
         assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        assert panel["description"], f"{panel['title']} says nothing of what it shows"
+        assert panel["fieldConfig"]["defaults"]["unit"], f"{panel['title']} has no unit"
         assert panel["targets"], f"{panel['title']} has no query"
         for target in panel["targets"]:
             # Each query follows the dashboard's namespace and job choice.

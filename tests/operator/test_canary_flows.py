@@ -50,6 +50,7 @@ async def test_a_healthy_canary_is_promoted(cluster: Cluster, pods: Pods) -> Non
         await canary_of_new(cluster, pods)
         started = await eventually(lambda: canary_status(cluster).get("started"), "the window")
         assert image_of(cluster) == OLD, "the stable pods keep OLD while the canary is judged"
+        assert metrics.CANARIES_IN_PROGRESS._value.get() == 1
         await eventually(lambda: image_of(cluster) == NEW, message="the promotion")
         await eventually(lambda: canary_status(cluster).get("verdict") == "Passed", "Passed")
 
@@ -70,6 +71,7 @@ async def test_a_healthy_canary_is_promoted(cluster: Cluster, pods: Pods) -> Non
     await eventually(lambda: status(cluster).get("currentImage") == NEW, message="NEW current")
     assert phase(cluster) == "Ready"
     assert condition(cluster, "Progressing") == ("False", "RolloutComplete")
+    assert metrics.CANARIES_IN_PROGRESS._value.get() == 0
     passed = await eventually(lambda: cluster.events("CanaryPassed"), message="the event")
     assert "passed its canary" in passed[0]["message"]
     assert count(metrics.CANARY_VERDICTS, "passed") == passed_before + 1

@@ -1,11 +1,13 @@
-"""Every metric the chart's dashboards query is one the service or the operator exports: the
-names come from real scrapes of a gunicorn service that served each kind of request and of the
-operator process, not from a list kept by hand."""
+"""Every metric the chart's dashboards query is one the service or the operator exports, and
+every family they export is on a dashboard: the names come from real scrapes of a gunicorn
+service that served each kind of request and of the operator process, not from a list kept by
+hand."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import httpx
@@ -21,6 +23,8 @@ from tests.service.stub_upstream import StubUpstream, echo_and_stub_routes
 
 # Series Prometheus adds to every scrape target itself.
 PROMETHEUS_SERIES = {"up"}
+# Exported families no panel shows, each with the reason (none today).
+NOT_ON_A_DASHBOARD: dict[str, str] = {}
 
 
 def exported(exposition: str) -> set[str]:
@@ -29,6 +33,19 @@ def exported(exposition: str) -> set[str]:
         for family in text_string_to_metric_families(exposition)
         for sample in family.samples
     }
+
+
+def families_off_the_dashboard(exposition: str, dashboard: dict[str, Any]) -> set[str]:
+    """This project's families (`chatservice_*`) none of whose samples a panel queries."""
+    queried = set().union(*(metric_names(expr) for expr in queries(dashboard)))
+    return {
+        family.name
+        for family in text_string_to_metric_families(exposition)
+        # `*_created`: prometheus_client's creation time of each series, no family of ours.
+        if family.name.startswith("chatservice_")
+        and not family.name.endswith("_created")
+        and not {sample.name for sample in family.samples} & queried
+    } - set(NOT_ON_A_DASHBOARD)
 
 
 @pytest.fixture
@@ -57,10 +74,12 @@ def test_gateway_dashboard_names_only_metrics_the_service_exports(
 ) -> None:
     server = start_gunicorn(CHATSERVICE_MODELS=echo_and_stub_routes(upstream))
     serve_each_kind_of_request(server, upstream)
-    names = exported(httpx.get(server.url + "/metrics", timeout=5).text) | PROMETHEUS_SERIES
+    exposition = httpx.get(server.url + "/metrics", timeout=5).text
+    names = exported(exposition) | PROMETHEUS_SERIES
     dashboard = shipped()["chatservice-gateway"]
     for expr in queries(dashboard):
         assert metric_names(expr) <= names, f"{expr} names a metric the service does not export"
+    assert families_off_the_dashboard(exposition, dashboard) == set()
 
 
 async def test_operator_dashboard_names_only_metrics_the_operator_exports(tmp_path: Path) -> None:
@@ -71,5 +90,7 @@ async def test_operator_dashboard_names_only_metrics_the_operator_exports(tmp_pa
                 async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
                     exposition = await response.text()
     names = exported(exposition) | PROMETHEUS_SERIES
-    for expr in queries(shipped()["chatservice-operator"]):
+    dashboard = shipped()["chatservice-operator"]
+    for expr in queries(dashboard):
         assert metric_names(expr) <= names, f"{expr} names a metric the operator does not export"
+    assert families_off_the_dashboard(exposition, dashboard) == set()

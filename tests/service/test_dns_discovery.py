@@ -159,6 +159,8 @@ async def test_endpoints_follow_the_records_while_traffic_flows(
             assert [e["state"] for e in endpoints] == ["healthy", "healthy"]
             model = (await http.get("/api/v1/models/pods", headers=AUTH)).json()
             assert model["endpoints"] == {"total": 2, "healthy": 2}
+            exposed = (await http.get("/metrics")).text
+            assert 'chatservice_route_endpoints{model="pods"} 2.0' in exposed
 
             # The DNS server goes away: the last known pods keep serving.
             dns.stop()

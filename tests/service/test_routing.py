@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from chatservice.config import ModelRoute, UpstreamEndpoint
 from chatservice.main import create_app
@@ -129,6 +130,49 @@ async def test_a_failing_endpoint_is_ejected_then_trusted_again_after_its_cooldo
         assert len(failing.requests) > before + 5  # a trial succeeded: traffic again
         health = (await http.get("/api/v1/models/pool", headers=AUTH)).json()
         assert health["endpoints"] == {"total": 2, "healthy": 2}
+
+
+async def pool_endpoint_metrics(http: httpx.AsyncClient) -> dict[str, float]:
+    """The `pool` model's endpoint gauges and ejection counter, by sample name."""
+    names = {
+        "chatservice_route_endpoints",
+        "chatservice_route_ejected_endpoints",
+        "chatservice_endpoint_ejections_total",
+    }
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families((await http.get("/metrics")).text)
+        for sample in family.samples
+        if sample.name in names and sample.labels == {"model": "pool"}
+    }
+
+
+async def test_the_endpoint_metrics_follow_an_ejection_and_the_trust_after_it(
+    stubs: list[StubUpstream], open_service: Any
+) -> None:
+    failing, healthy, _ = stubs
+    failing.default = "status:503"
+    settings = {"endpoint_failures_to_eject": 1, "endpoint_cooldown": 1.0}
+    async with open_service(pool_route(endpoint(failing), endpoint(healthy)), **settings) as http:
+        before = await pool_endpoint_metrics(http)
+        assert before["chatservice_route_endpoints"] == 2
+        assert before["chatservice_route_ejected_endpoints"] == 0
+        await post_many(http, 10, 1)
+        ejected = await pool_endpoint_metrics(http)
+        assert ejected["chatservice_route_ejected_endpoints"] == 1
+        ejections = "chatservice_endpoint_ejections_total"
+        assert ejected[ejections] > before[ejections]
+
+        failing.default = "ok"
+        # Past the cooldown (1 s, doubled if a slow machine made a trial fail) a trial succeeds.
+        deadline = time.monotonic() + 15
+        while (await pool_endpoint_metrics(http))["chatservice_route_ejected_endpoints"]:
+            assert time.monotonic() < deadline, "the endpoint was never trusted again"
+            await post_many(http, 5, 1)
+            await asyncio.sleep(0.2)
+        trusted = await pool_endpoint_metrics(http)
+    assert trusted["chatservice_route_endpoints"] == 2
+    assert trusted["chatservice_route_ejected_endpoints"] == 0
 
 
 async def test_a_killed_endpoint_fails_no_request_not_yet_sent_and_returns_after_cooldown(

@@ -104,6 +104,7 @@ class EndpointPool:
             if e.discovery is None
         ]
         self._discovered_serials = [0] * len(self.entries)
+        metrics.publish_route_series(route.name, len(self.endpoints))
         self.waiting = 0
         self._released = asyncio.Event()
 
@@ -148,6 +149,8 @@ class EndpointPool:
             for endpoint in self.endpoints:
                 endpoint.ejected_until = 0.0
                 endpoint.ejections_in_a_row = 0
+        metrics.child(metrics.ROUTE_ENDPOINTS, self.route.name).set(len(self.endpoints))
+        self._publish_ejected()
         return len(added), len(current - wanted)
 
     def _usable(self, endpoint: Endpoint, now: float) -> bool:
@@ -233,7 +236,9 @@ class EndpointPool:
     def succeeded(self, endpoint: Endpoint) -> None:
         endpoint.consecutive_failures = 0
         endpoint.ejections_in_a_row = 0
-        endpoint.ejected_until = 0.0
+        if endpoint.ejected_until:  # its trial succeeded: trusted again
+            endpoint.ejected_until = 0.0
+            self._publish_ejected()
 
     def failed(self, endpoint: Endpoint, reason: str) -> None:
         endpoint.last_error = reason
@@ -251,6 +256,12 @@ class EndpointPool:
             endpoint.ejections_in_a_row += 1
             endpoint.ejected_until = now + cooldown
             endpoint.consecutive_failures = 0
+            metrics.child(metrics.ENDPOINT_EJECTIONS, self.route.name).inc()
+            self._publish_ejected()
+
+    def _publish_ejected(self) -> None:
+        ejected = sum(1 for e in self.endpoints if e.ejected_until)
+        metrics.child(metrics.ROUTE_EJECTED_ENDPOINTS, self.route.name).set(ejected)
 
     def rate_limited(self, endpoint: Endpoint, retry_after: str | None) -> None:
         """A 429 is about this endpoint's limits only: with `Retry-After` it rests that long

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from typing import TypeVar, get_args
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -24,6 +24,8 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.openmetrics import exposition as openmetrics
 
+from chatservice.accounting.limits import LimitKind
+from chatservice.accounting.schemas import Scope
 from chatservice.observability import exemplars
 
 MetricT = TypeVar("MetricT", bound=MetricWrapperBase)
@@ -95,6 +97,29 @@ ROUTE_QUEUE_WAIT = Histogram(
     "Time a request waited for a free endpoint of its model (served or refused after).",
     ["model"],
     buckets=_LATENCY_BUCKETS,
+)
+# Each worker ejects endpoints on its own requests' failures (endpoint_pool.py), so workers
+# disagree; `livemax` publishes the worker that has ejected the most, the one closest to having
+# nowhere to send a model's requests. A sum would count one endpoint once per worker, and a
+# minimum would hide a failing endpoint until every worker had failed on it. The configured
+# count is the same in every worker, so its maximum is that count.
+ROUTE_ENDPOINTS = Gauge(
+    "chatservice_route_endpoints",
+    "Configured upstream endpoints of the model.",
+    ["model"],
+    multiprocess_mode="livemax",
+)
+ROUTE_EJECTED_ENDPOINTS = Gauge(
+    "chatservice_route_ejected_endpoints",
+    "Endpoints of the model ejected and not trusted again yet (a successful trial request "
+    "after the cooldown ends an ejection), in the worker that has ejected the most.",
+    ["model"],
+    multiprocess_mode="livemax",
+)
+ENDPOINT_EJECTIONS = Counter(
+    "chatservice_endpoint_ejections_total",
+    "Ejections of an endpoint of the model after consecutive failures or a failed trial.",
+    ["model"],
 )
 
 SPEND = Counter(
@@ -179,21 +204,40 @@ FAILED_OUTCOMES = (
 
 
 def publish_initial_series(models: Iterable[str]) -> None:
-    """Publish at 0 the series that queries divide or alert on, for every configured model.
+    """Publish at 0 the series that queries divide or alert on: the accounting refusals, and
+    for every configured model its outcomes, tokens and spend.
 
     A counter child exists only from its first increment, and `rate()`/`increase()` cannot see
     the step from nothing to 1: the first failures after a start would be invisible to an
-    alert, and a dashboard would show a gap instead of 0. Labels come from the configuration,
-    so the number of series stays bounded.
+    alert, and a dashboard would show a gap instead of 0. Labels come from the configuration
+    and fixed sets, so the number of series stays bounded.
     """
     for method in ("GET", "POST"):
         child(HTTP_IN_FLIGHT, method)
+    for scope in get_args(Scope):
+        for kind in get_args(LimitKind):
+            child(RATE_LIMITED, kind, scope)
+        for budget in ("hard", "soft"):
+            child(OVER_BUDGET, scope, budget)
+    for mode in ("open", "closed"):
+        child(RATE_LIMIT_STORE_ERRORS, mode)
     for model in models:
+        child(SPEND, model)
         for stream in ("true", "false"):
             for outcome in ("success", *FAILED_OUTCOMES):
                 child(CHAT_COMPLETIONS, model, stream, outcome)
         for kind in ("prompt", "completion"):
             child(TOKENS, model, kind)
+
+
+def publish_route_series(model: str, endpoints: int) -> None:
+    """A route of upstream endpoints: its endpoint count, and at 0 (as in
+    publish_initial_series) its ejections, ejected endpoints and wait queue."""
+    child(ROUTE_ENDPOINTS, model).set(endpoints)
+    child(ROUTE_EJECTED_ENDPOINTS, model).set(0)
+    child(ENDPOINT_EJECTIONS, model)
+    child(ROUTE_QUEUE_DEPTH, model)
+    child(ROUTE_QUEUE_WAIT, model)
 
 
 def status_class(status: int) -> str:
