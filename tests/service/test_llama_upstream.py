@@ -14,7 +14,7 @@ import httpx
 import pytest
 from tokenizers import Tokenizer
 
-from chatservice.config import ModelRoute
+from chatservice.config import ModelRoute, UpstreamEndpoint
 from chatservice.main import create_app
 from tests.service.harness import AUTH, CHAT, make_settings, serve_on_loopback, sse_events
 from tests.service.llama_server import MODEL_ALIAS, LlamaServer, require_llama_cpp
@@ -69,12 +69,13 @@ def tiny_route(server: LlamaServer, **fields: Any) -> ModelRoute:
                       upstream_model=MODEL_ALIAS, **fields)  # fmt: skip
 
 
-async def serve_live(pg_url: str, routes: list[ModelRoute]) -> AsyncIterator[str]:
+async def serve_live(
+    pg_url: str, routes: list[ModelRoute], **overrides: object
+) -> AsyncIterator[str]:
     """ChatService on a real loopback socket (uvicorn), in front of the given routes."""
-    settings = make_settings(
-        pg_url, models=routes, upstream_first_byte_timeout=30.0, upstream_chunk_timeout=10.0,
-        upstream_total_timeout=60.0,
-    )  # fmt: skip
+    timeouts = {"upstream_first_byte_timeout": 30.0, "upstream_chunk_timeout": 10.0,
+                "upstream_total_timeout": 60.0}  # fmt: skip
+    settings = make_settings(pg_url, None, models=routes, **timeouts, **overrides)
     async with serve_on_loopback(create_app(settings)) as url:
         yield url
 
@@ -239,3 +240,43 @@ async def test_health_checks_the_key_and_the_model_list(
     assert "refused" in backends["wrong-key"]["error"]
     assert backends["wrong-model"]["status"] == "degraded"
     assert "not-served" in backends["wrong-model"]["error"]
+
+
+async def test_a_route_with_a_dead_endpoint_serves_from_the_real_one_and_relays_completions(
+    pg_url: str, llama: LlamaServer
+) -> None:
+    # Two endpoints, one of them down (nothing listens on port 1): every request is answered by
+    # llama.cpp, the dead one is retried around and then ejected; the legacy completions API
+    # goes through the same pool and answers as llama.cpp does directly.
+    # Weighted to be picked first: it is tried, and ejected, for certain.
+    dead = UpstreamEndpoint(base_url="http://127.0.0.1:1/v1", weight=100)
+    pool = ModelRoute(
+        name="pool",
+        backend="openai",
+        upstream_model=MODEL_ALIAS,
+        endpoints=(dead, UpstreamEndpoint(base_url=llama.base_url)),
+    )
+    # Ejected at its first failure, for a long cooldown: the health below is certain.
+    ejecting = {"endpoint_failures_to_eject": 1, "endpoint_cooldown": 60.0}
+    async for service in serve_live(pg_url, [pool], **ejecting):
+        async with httpx.AsyncClient(timeout=60) as http:
+            answers = [
+                await http.post(service + CHAT, headers=AUTH, json={**ASK, "model": "pool"})
+                for _ in range(12)
+            ]
+            assert [a.status_code for a in answers] == [200] * 12
+            assert {a.headers["x-chatservice-upstream"] for a in answers} == {"pool/1"}
+            health = (await http.get(f"{service}/api/v1/models/pool", headers=AUTH)).json()
+            assert health["endpoints"] == {"total": 2, "healthy": 1}
+
+            prompt = {"prompt": "hello world", "max_tokens": 8, **GREEDY}
+            direct = await http.post(
+                llama.base_url + "/completions", json={**prompt, "model": MODEL_ALIAS}
+            )
+            through = await http.post(
+                f"{service}/api/v1/completions", headers=AUTH, json={**prompt, "model": "pool"}
+            )
+    assert (direct.status_code, through.status_code) == (200, 200), through.text
+    assert through.json()["model"] == "pool"
+    assert through.json()["choices"][0]["text"] == direct.json()["choices"][0]["text"]
+    assert through.json()["usage"] == direct.json()["usage"]
