@@ -99,6 +99,15 @@ def pg_url(create_database: Callable[[], str]) -> str:
     return url
 
 
+@pytest.fixture
+def database(create_database: Callable[[], str]) -> str:
+    """A migrated PostgreSQL database of the test's own: for tests that count the rows they
+    wrote (ledger, limits), which the shared `pg_url` mixes with other tests' rows."""
+    url = create_database()
+    upgrade(url)
+    return url
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """A Redis URL: CHATSERVICE_TEST_REDIS_URL when set, else a throwaway server's."""

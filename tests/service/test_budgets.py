@@ -5,7 +5,7 @@ count against today's budget; a soft budget is counted, not enforced."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from chatservice.accounting.budgets import period_start
 from chatservice.accounting.tables import UsageEvent
 from chatservice.config import ModelRoute
-from chatservice.db.migrate import upgrade
 from chatservice.keys.tables import ApiKey
 from chatservice.main import create_app
 from chatservice.observability import metrics
@@ -27,13 +26,6 @@ from tests.service.stub_upstream import StubUpstream
 # The stub's answers use 10 tokens: at 100 000 USD per million each costs 1 USD.
 PRICE = 100_000.0
 BODY = {"model": "upstream", "messages": [{"role": "user", "content": "hi"}]}
-
-
-@pytest.fixture
-def database(create_database: Callable[[], str]) -> str:
-    url = create_database()
-    upgrade(url)
-    return url
 
 
 @pytest.fixture

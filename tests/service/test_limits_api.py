@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -14,19 +14,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from chatservice.accounting.tables import SubjectLimits
-from chatservice.db.migrate import upgrade
 from chatservice.main import create_app
 from tests.service.accounting_db import new_key
 from tests.service.harness import AUTH, make_settings, serve
 
 PUTS = 20
-
-
-@pytest.fixture
-def database(create_database: Callable[[], str]) -> str:
-    url = create_database()
-    upgrade(url)
-    return url
 
 
 @pytest.fixture

@@ -4,13 +4,11 @@ or 503), with a metric and one log line; readiness does not depend on it."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 import httpx
 import pytest
 
 from chatservice.accounting import service as accounting_service
-from chatservice.db.migrate import upgrade
 from chatservice.main import create_app
 from chatservice.observability import metrics
 from tests.ports import free_port
@@ -18,13 +16,6 @@ from tests.service.accounting_db import new_key
 from tests.service.harness import AUTH, CHAT, make_settings, serve
 
 ECHO = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
-
-
-@pytest.fixture
-def database(create_database: Callable[[], str]) -> str:
-    url = create_database()
-    upgrade(url)
-    return url
 
 
 def _store_errors(mode: str) -> float:

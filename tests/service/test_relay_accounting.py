@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,6 @@ import openai
 import pytest
 
 from chatservice.config import ModelRoute
-from chatservice.db.migrate import upgrade
 from chatservice.main import create_app
 from tests.service.accounting_db import new_key, wait_for_rows
 from tests.service.harness import AUTH, make_settings, serve_on_loopback
@@ -25,13 +24,6 @@ from tests.service.stub_upstream import REPLY, StubUpstream
 
 # USD per million tokens.
 INPUT_PRICE, OUTPUT_PRICE = 3.0, 15.0
-
-
-@pytest.fixture
-def database(create_database: Callable[[], str]) -> str:
-    url = create_database()
-    upgrade(url)
-    return url
 
 
 @pytest.fixture

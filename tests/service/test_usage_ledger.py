@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -37,15 +37,6 @@ def _routes(upstream: StubUpstream) -> list[ModelRoute]:
             output_price_per_million_tokens=OUTPUT_PRICE,
         ),
     ]
-
-
-@pytest.fixture
-def database(create_database: Callable[[], str]) -> str:
-    from chatservice.db.migrate import upgrade
-
-    url = create_database()
-    upgrade(url)
-    return url
 
 
 @pytest.fixture
