@@ -23,6 +23,7 @@ import dns.resolver
 
 from chatservice.config import Settings
 from chatservice.inference.endpoint_pool import EndpointPool
+from chatservice.kit.periodic import repeating
 from chatservice.observability import metrics
 
 log = logging.getLogger(__name__)
@@ -162,14 +163,6 @@ class DnsDiscovery:
             return set()
         return {record.to_text() for record in answer}
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.refresh()
-            except Exception:  # the loop must outlive any one refresh, whatever broke it
-                log.exception("DNS discovery refresh failed")
-
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Resolve once before serving (bounded by the timeout), so a fresh worker does not
@@ -178,9 +171,5 @@ class DnsDiscovery:
             yield
             return
         await self.refresh()
-        task = asyncio.create_task(self._run(), name="dns-discovery")
-        try:
+        async with repeating(self.refresh, self._interval, "DNS discovery refresh"):
             yield
-        finally:
-            task.cancel()
-            await asyncio.wait({task}, timeout=1.0)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -22,8 +21,7 @@ from chatservice.db.clock import utc_now
 from chatservice.db.outage import DATABASE_ERRORS, database_log
 from chatservice.keys.service import KeyAuthenticator
 from chatservice.keys.tables import AuthInvalidation
-
-log = logging.getLogger(__name__)
+from chatservice.kit.periodic import repeating
 
 # `session.info` flag: this transaction changed keys, so the worker's cache goes on commit.
 CHANGED = "chatservice.keys_changed"
@@ -77,23 +75,10 @@ class InvalidationWatcher:
             self._authenticator.invalidate()
         self._seen = latest
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.check()
-            except Exception:  # the watcher must outlive any one poll, whatever broke it
-                log.exception("key invalidation poll failed")
-
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         # The first read before any request: it only sets where the log stands (the cache is
         # empty). Should it fail, the first read that succeeds empties the cache.
         await self.check()
-        task = asyncio.create_task(self._run(), name="key-invalidation-watcher")
-        try:
+        async with repeating(self.check, self._interval, "key invalidation poll"):
             yield
-        finally:
-            task.cancel()
-            # Bounded: a poll stuck on a frozen database is left to finish in the background.
-            await asyncio.wait({task}, timeout=1.0)
