@@ -121,7 +121,7 @@ def test_tracing_adds_the_standard_otel_variables_and_the_headers_secret() -> No
 
 
 def test_message_content_is_captured_only_when_the_tracing_spec_asks() -> None:
-    def capture(tracing: dict[str, object]) -> str | None:
+    def capture(tracing: dict[str, object]) -> object:
         data = builders.build_configmap(chatservice(tracing=tracing))["data"]
         return data.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
 
