@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
+
+from chatservice.config import ModelRoute
+from chatservice.observability.genai import ChatSpan
 from chatservice.observability.genai_content import (
     MAX_CONTENT_BYTES,
     StreamedAnswer,
@@ -98,3 +103,13 @@ def test_json_that_escapes_heavily_is_still_bounded_and_valid() -> None:
 def test_structure_beyond_the_bound_is_cut_plainly() -> None:
     messages = [{"role": "user", "parts": []}] * MAX_CONTENT_BYTES
     assert len(bounded_json(messages).encode()) <= MAX_CONTENT_BYTES
+
+
+def test_a_span_the_sampler_dropped_captures_nothing() -> None:
+    route = ModelRoute(name="echo")
+    request = {"messages": [{"role": "user", "content": "hi"}]}
+    dropped = TracerProvider(sampler=ALWAYS_OFF).get_tracer("test")
+    kept = TracerProvider(sampler=ALWAYS_ON).get_tracer("test")
+    assert not ChatSpan(dropped, route, captured_request=request).captures_content
+    assert ChatSpan(kept, route, captured_request=request).captures_content
+    assert not ChatSpan(kept, route).captures_content

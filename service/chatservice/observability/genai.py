@@ -41,7 +41,7 @@ class ChatSpan:
         captured_request: Payload | None = None,
     ) -> None:
         self._span: Span | None = None
-        self.captures_content = tracer is not None and captured_request is not None
+        self.captures_content = False
         if tracer is not None:
             operation = OPERATIONS[api]
             self._span = tracer.start_span(
@@ -52,7 +52,9 @@ class ChatSpan:
                     "gen_ai.request.model": route.upstream_model or route.name,
                 },
             )
-            if captured_request is not None:
+            # Not for a span the sampler dropped: its content would be serialized for nothing.
+            self.captures_content = captured_request is not None and self._span.is_recording()
+            if captured_request is not None and self.captures_content:
                 messages = input_messages(captured_request)
                 if messages:
                     self._span.set_attribute("gen_ai.input.messages", bounded_json(messages))
