@@ -95,13 +95,16 @@ def _tracing_env(cs: ChatService) -> dict[str, str]:
     tracing = cs.spec.tracing
     if tracing.otlp_endpoint is None:
         return {}
-    return {
+    env = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": tracing.otlp_endpoint,
         "OTEL_SERVICE_NAME": cs.name,
         "OTEL_RESOURCE_ATTRIBUTES": f"k8s.namespace.name={cs.namespace}",
         "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
         "OTEL_TRACES_SAMPLER_ARG": str(tracing.sample_ratio),
     }
+    if tracing.capture_message_content:
+        env["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = "true"
+    return env
 
 
 def build_configmap(cs: ChatService) -> Obj:

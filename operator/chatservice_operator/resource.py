@@ -234,6 +234,7 @@ class Tracing(_Model):
     otlp_endpoint: str | None = None
     sample_ratio: float = Field(default=1.0, ge=0, le=1)
     headers_secret_ref: SecretKeyRef | None = None
+    capture_message_content: bool = False
 
 
 class RateLimits(_Model):

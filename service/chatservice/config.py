@@ -169,8 +169,14 @@ DEFAULT_MODELS = (ModelRoute(name="echo", backend="echo"),)
 
 class Settings(BaseSettings):
     # hide_input_in_errors: a refused configuration must not print the secrets it was given.
+    # populate_by_name: a setting read from a standard variable (its alias) is still given by
+    # its name in code.
     model_config = SettingsConfigDict(
-        env_prefix="CHATSERVICE_", extra="ignore", frozen=True, hide_input_in_errors=True
+        env_prefix="CHATSERVICE_",
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,
+        populate_by_name=True,
     )
 
     environment: Environment = Environment.DEVELOPMENT
@@ -286,6 +292,12 @@ class Settings(BaseSettings):
     # Seconds a worker reuses a key's, user's or team's spend read from the ledger (it adds
     # its own costs meanwhile): how far other workers may overshoot a budget.
     budget_cache_ttl: float = Field(default=5.0, ge=0)
+
+    # Tracing (the rest is read by OpenTelemetry from its `OTEL_*` variables). Message content
+    # on the chat spans: OpenTelemetry's GenAI instrumentations' opt-in, under its standard name.
+    capture_message_content: bool = Field(
+        default=False, validation_alias="OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+    )
 
     # HTTP.
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()

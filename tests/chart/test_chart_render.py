@@ -319,11 +319,15 @@ def test_tracing_values_reach_the_chatservice_only_when_an_endpoint_is_set() -> 
         "otlpEndpoint": "http://otel-collector.obs:4318",
         "sampleRatio": 0.2,
         "headersSecretRef": {"name": "otlp", "key": "headers"},
+        "captureMessageContent": True,
     }
     rendered = render_values({"chatService": {"tracing": traced}})
     chatservice = rendered.one("ChatService")
     assert chatservice["spec"]["tracing"] == traced
     assert strict_errors(chatservice, chart_crd()) == []
+    endpoint_only = {"otlpEndpoint": "http://otel-collector.obs:4318"}
+    spec = render_values({"chatService": {"tracing": endpoint_only}}).one("ChatService")["spec"]
+    assert spec["tracing"]["captureMessageContent"] is False
 
 
 def test_rate_limit_values_reach_the_chatservice() -> None:

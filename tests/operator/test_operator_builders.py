@@ -120,6 +120,17 @@ def test_tracing_adds_the_standard_otel_variables_and_the_headers_secret() -> No
     }
 
 
+def test_message_content_is_captured_only_when_the_tracing_spec_asks() -> None:
+    def capture(tracing: dict[str, object]) -> object:
+        data = builders.build_configmap(chatservice(tracing=tracing))["data"]
+        return data.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
+
+    assert capture({"otlpEndpoint": "http://otel:4318", "captureMessageContent": True}) == "true"
+    assert capture({"otlpEndpoint": "http://otel:4318"}) is None
+    # Without an endpoint there are no spans to put content on.
+    assert capture({"captureMessageContent": True}) is None
+
+
 def test_rate_limits_take_redis_from_a_secret_and_their_failure_mode() -> None:
     limited = chatservice(
         rateLimits={"redisURLSecretRef": {"name": "redis", "key": "url"}, "failureMode": "closed"}

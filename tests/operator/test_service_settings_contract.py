@@ -187,6 +187,7 @@ def test_without_tracing_in_the_spec_the_pods_export_no_traces(
 ) -> None:
     _only(served_env(), monkeypatch)
     assert not tracing.tracing_requested()
+    assert not Settings().capture_message_content
 
 
 class _OtlpReceiver(http.server.BaseHTTPRequestHandler):
@@ -205,7 +206,7 @@ class _OtlpReceiver(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_tracing_in_the_spec_exports_to_its_endpoint_with_its_sampler_and_headers(
+def test_tracing_in_the_spec_exports_to_its_endpoint_with_its_sampler_headers_and_capture(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OtlpReceiver)
@@ -215,6 +216,7 @@ def test_tracing_in_the_spec_exports_to_its_endpoint_with_its_sampler_and_header
             "otlpEndpoint": f"http://127.0.0.1:{receiver.server_port}",
             "sampleRatio": 0.25,
             "headersSecretRef": {"name": "otlp", "key": "headers"},
+            "captureMessageContent": True,
         }
     )
     deployment = builders.build_deployment(traced, traced.spec.image, "sum")
@@ -222,6 +224,7 @@ def test_tracing_in_the_spec_exports_to_its_endpoint_with_its_sampler_and_header
     _only(container_env(container, builders.build_configmap(traced)), monkeypatch)
 
     assert tracing.tracing_requested()
+    assert Settings().capture_message_content
     provider = tracing.build_provider()
     try:
         description = provider.sampler.get_description()

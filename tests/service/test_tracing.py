@@ -7,6 +7,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -17,9 +18,10 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from chatservice.db.migrate import upgrade
 from chatservice.main import create_app
+from chatservice.observability.genai_content import MAX_CONTENT_BYTES, TRUNCATED
 from chatservice.observability.logs import JsonFormatter
 from tests.service.harness import AUTH, CHAT, make_settings, serve
-from tests.service.stub_upstream import StubUpstream
+from tests.service.stub_upstream import REPLY, StubUpstream
 
 
 async def test_one_request_one_trace_through_server_database_and_upstream(
@@ -82,14 +84,15 @@ PRIVATE_WORDS = "my very private question"
 
 
 async def _traced(
-    create_database: Callable[[], str], upstream: StubUpstream
+    create_database: Callable[[], str], upstream: StubUpstream, **settings: object
 ) -> tuple[FastAPI, InMemorySpanExporter]:
     url = create_database()
     await asyncio.to_thread(upgrade, url)
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return create_app(make_settings(url, upstream), tracer_provider=provider), exporter
+    app = create_app(make_settings(url, upstream, **settings), tracer_provider=provider)
+    return app, exporter
 
 
 def _chat_span(exporter: InMemorySpanExporter, name: str) -> ReadableSpan:
@@ -151,6 +154,114 @@ async def test_chat_spans_carry_the_genai_attributes_but_no_content(
     assert isinstance(input_tokens, int)
     assert input_tokens > 0
     _no_content_anywhere(exporter)
+
+
+async def test_without_capture_legacy_completions_spans_carry_no_content_either(
+    create_database: Callable[[], str], upstream: StubUpstream
+) -> None:
+    app, exporter = await _traced(create_database, upstream)
+    async with serve(app) as http:
+        for stream in (False, True):
+            response = await http.post(
+                "/api/v1/completions",
+                headers=AUTH,
+                json={"model": "upstream", "prompt": PRIVATE_WORDS, "stream": stream},
+            )
+            assert response.status_code == 200
+    assert (
+        len([s for s in exporter.get_finished_spans() if s.name == "text_completion upstream"]) == 2
+    )
+    _no_content_anywhere(exporter)
+
+
+def _content(span: ReadableSpan, attribute: str) -> Any:
+    value = (span.attributes or {})[attribute]
+    assert isinstance(value, str)
+    assert len(value.encode()) <= MAX_CONTENT_BYTES
+    return json.loads(value)
+
+
+async def test_with_capture_on_the_chat_spans_carry_the_messages_and_the_answer(
+    create_database: Callable[[], str], upstream: StubUpstream
+) -> None:
+    app, exporter = await _traced(create_database, upstream, capture_message_content=True)
+    messages = [
+        {"role": "system", "content": "Answer briefly."},
+        {"role": "user", "content": [{"type": "text", "text": PRIVATE_WORDS}]},
+    ]
+    async with serve(app) as http:
+        for stream in (False, True):
+            response = await http.post(
+                CHAT,
+                headers=AUTH,
+                json={"model": "upstream", "messages": messages, "stream": stream},
+            )
+            assert response.status_code == 200
+
+    spans = [s for s in exporter.get_finished_spans() if s.name == "chat upstream"]
+    assert len(spans) == 2  # the JSON answer's, then the stream's
+    for span in spans:
+        # System messages are part of the chat history: the conventions keep them there.
+        assert _content(span, "gen_ai.input.messages") == [
+            {"role": "system", "parts": [{"type": "text", "content": "Answer briefly."}]},
+            {"role": "user", "parts": [{"type": "text", "content": PRIVATE_WORDS}]},
+        ]
+        # The stream's answer is its deltas, concatenated.
+        assert _content(span, "gen_ai.output.messages") == [
+            {
+                "role": "assistant",
+                "parts": [{"type": "text", "content": REPLY}],
+                "finish_reason": "stop",
+            }
+        ]
+        assert "gen_ai.system_instructions" not in (span.attributes or {})
+
+
+async def test_with_capture_on_legacy_completions_record_the_prompt_and_the_text(
+    create_database: Callable[[], str], upstream: StubUpstream
+) -> None:
+    app, exporter = await _traced(create_database, upstream, capture_message_content=True)
+    async with serve(app) as http:
+        for stream in (False, True):
+            response = await http.post(
+                "/api/v1/completions",
+                headers=AUTH,
+                json={"model": "upstream", "prompt": PRIVATE_WORDS, "stream": stream},
+            )
+            assert response.status_code == 200
+    spans = [s for s in exporter.get_finished_spans() if s.name == "text_completion upstream"]
+    assert len(spans) == 2
+    for span in spans:
+        assert _content(span, "gen_ai.input.messages") == [
+            {"role": "user", "parts": [{"type": "text", "content": PRIVATE_WORDS}]}
+        ]
+        [output] = _content(span, "gen_ai.output.messages")
+        assert output["parts"] == [{"type": "text", "content": REPLY}]
+
+
+async def test_captured_content_is_bounded_and_still_json(
+    create_database: Callable[[], str], upstream: StubUpstream
+) -> None:
+    app, exporter = await _traced(create_database, upstream, capture_message_content=True)
+    huge = "x" * (4 * MAX_CONTENT_BYTES)
+    messages = [
+        {"role": "user", "content": huge},
+        {"role": "assistant", "content": 'a "quoted" answer'},
+        {"role": "user", "content": PRIVATE_WORDS},
+    ]
+    async with serve(app) as http:
+        response = await http.post(
+            CHAT, headers=AUTH, json={"model": "upstream", "messages": messages}
+        )
+        assert response.status_code == 200
+    span = _chat_span(exporter, "chat upstream")
+    first, second, third = _content(span, "gen_ai.input.messages")
+    kept = first["parts"][0]["content"]
+    assert kept.endswith(TRUNCATED)
+    assert len(kept) > MAX_CONTENT_BYTES // 2  # cut by the excess, not emptied
+    # What comes after the bound is cut too; the structure stays.
+    assert [m["role"] for m in (first, second, third)] == ["user", "assistant", "user"]
+    assert PRIVATE_WORDS not in json.dumps(third)
 
 
 async def test_a_failed_upstream_call_marks_the_chat_span_as_an_error(

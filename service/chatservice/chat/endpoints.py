@@ -63,6 +63,7 @@ async def create_chat_completion(request: Request, key: CurrentKey) -> Response:
         runtime.tracer,
         runtime.token_counters.get(route.name),
         admission,
+        capture_content=runtime.settings.capture_message_content,
     )
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     return await respond(request, completion, stream=body.stream, include_usage=include_usage)

@@ -34,6 +34,7 @@ from chatservice.errors import (
 from chatservice.inference.base import Answering, Api, CallStats, Payload, StreamEvent
 from chatservice.observability import context, metrics
 from chatservice.observability.genai import ChatSpan
+from chatservice.observability.genai_content import Message, StreamedAnswer, output_messages
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ class Completion:
         tokens: TokenCounter | None = None,
         admission: Admission | None = None,
         api: Api = "chat/completions",
+        capture_content: bool = False,
     ) -> None:
         self.route = route
         self.admission = admission
@@ -94,11 +96,12 @@ class Completion:
         self.tokens = tokens
         self.stats = CallStats()
         self.started = time.perf_counter()
-        self.span = ChatSpan(tracer, route, api)
+        self.span = ChatSpan(tracer, route, api, payload if capture_content else None)
         # What the span reports when it ends.
         self.response_model: Any = None
         self.usage: Any = None
         self.finish_reasons: Iterable[Any] = ()
+        self.output_messages: list[Message] | None = None
         # For the usage ledger: whether the stream's headers went out (its status is 200
         # whatever follows), and when its first chunk came.
         self.streaming = False
@@ -122,6 +125,8 @@ class Completion:
         if self.span.recording:
             self.response_model = result.get("model")
             self.finish_reasons = _finish_reasons(result.get("choices"))
+            if self.span.captures_content:
+                self.output_messages = output_messages(result)
         self._finish("success")
         return result
 
@@ -129,6 +134,11 @@ class Completion:
         """Start the stream and wait for its first chunk, so that failures before the first
         byte still get a proper HTTP status; the rest is streamed by the returned iterator."""
         chunks = aiter(self.backend.stream(self.route, self.payload, self.stats))
+        answer: StreamedAnswer | None = None
+        if self.span.captures_content:
+            # A wrapper that reads every chunk, only then: without capture a chunk costs nothing.
+            answer = StreamedAnswer()
+            chunks = answer.observing(chunks)
         try:
             with self.span.active():
                 first = await anext(chunks)
@@ -140,13 +150,14 @@ class Completion:
         metrics.observe_latency(
             metrics.TIME_TO_FIRST_TOKEN, self.time_to_first_token, self.route.name
         )
-        return self._events(first, chunks, include_usage)
+        return self._events(first, chunks, include_usage, answer)
 
     async def _events(
         self,
         first: list[StreamEvent],
         chunks: AsyncIterator[list[StreamEvent]],
         include_usage: bool,
+        answer: StreamedAnswer | None,
     ) -> AsyncIterator[bytes]:
         outcome = "success"
         error: BaseException | None = None
@@ -215,6 +226,8 @@ class Completion:
             await _close(chunks)
             self._count_usage(tally.usage or computed or self._estimated_usage(tally))
             self.finish_reasons = tally.finish_reasons
+            if answer is not None:
+                self.output_messages = answer.messages()
             self._finish(outcome, error)
 
     def _estimated_usage(self, tally: StreamTally) -> dict[str, Any]:
@@ -255,7 +268,9 @@ class Completion:
         if self.route.backend != "echo":  # echo has no upstream: all of it is "overhead"
             metrics.observe_latency(metrics.GATEWAY_OVERHEAD, max(overhead, 0.0), model)
         response_model = self.stats.upstream_model or self.response_model
-        self.span.end(outcome, response_model, self.usage, self.finish_reasons)
+        self.span.end(
+            outcome, response_model, self.usage, self.finish_reasons, self.output_messages
+        )
         if self.admission is not None:
             self.admission.finished(
                 outcome=outcome,

@@ -71,6 +71,7 @@ async def _relay(
         runtime.token_counters.get(route.name),
         admission,
         api,
+        runtime.settings.capture_message_content,
     )
     stream_options = payload.get("stream_options")
     include_usage = isinstance(stream_options, dict) and bool(stream_options.get("include_usage"))
