@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The development admin key `make run` prints. It is public (it is in this file), so it is
@@ -315,6 +315,20 @@ class Settings(BaseSettings):
     keepalive: int = Field(default=5, ge=0)
     max_requests: int = Field(default=10_000, ge=0)
     max_requests_jitter: int = Field(default=1_000, ge=0)
+
+    @field_validator("capture_message_content", mode="before")
+    @classmethod
+    def _capture_mode(cls, value: object) -> object:
+        # Newer GenAI instrumentations take a mode instead of a boolean: a pod configured for
+        # them must still start. The modes that keep content mean "on" (the spans are where
+        # this service puts it); NO_CONTENT means off.
+        if isinstance(value, str):
+            mode = value.strip().upper()
+            if mode in {"SPAN_ONLY", "EVENT_ONLY", "SPAN_AND_EVENT"}:
+                return True
+            if mode == "NO_CONTENT":
+                return False
+        return value
 
     @model_validator(mode="before")
     @classmethod

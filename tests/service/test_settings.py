@@ -140,3 +140,23 @@ def test_development_listens_on_loopback_only() -> None:
         env=env, capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
     assert result.stdout.strip() == "127.0.0.1:8000"
+
+
+@pytest.mark.parametrize(
+    ("value", "captured"),
+    [("true", True), ("false", False), ("SPAN_ONLY", True), ("span_and_event", True),
+     ("EVENT_ONLY", True), ("NO_CONTENT", False)],
+)  # fmt: skip
+def test_message_content_capture_reads_the_standard_variable_in_either_form(
+    value: str, captured: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", value)
+    assert Settings().capture_message_content is captured
+
+
+def test_message_content_capture_refuses_a_value_it_does_not_know(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "sometimes")
+    with pytest.raises(ValidationError, match="OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"):
+        Settings()
