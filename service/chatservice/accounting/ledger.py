@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatservice.accounting.tables import UsageEvent
-from chatservice.db.outage import DATABASE_ERRORS, ThrottledLog
+from chatservice.db.outage import DATABASE_ERRORS, ThrottledLog, within
 from chatservice.observability import metrics
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ class UsageLedger:
         batch = [self._queue.popleft() for _ in range(count)]
         started = time.perf_counter()
         try:
-            await _within(seconds, self._insert(batch))
+            await within(seconds, self._insert(batch))
         except DATABASE_ERRORS as exc:
             self._queue.extendleft(reversed(batch))
             metrics.LEDGER_WRITE_FAILURES.inc()
@@ -146,20 +146,3 @@ class UsageLedger:
     async def _execute(self, batch: list[Row]) -> None:
         async with self._engine.begin() as connection:
             await connection.execute(self._statement, batch)
-
-
-async def _within(seconds: float, work: Any) -> None:
-    """Await `work` for at most `seconds`; past that it is cancelled without waiting for the
-    driver's clean-up (a frozen server can take its own timeouts to let go)."""
-    task = asyncio.ensure_future(work)
-    done, _ = await asyncio.wait({task}, timeout=seconds)
-    if not done:
-        task.cancel()
-        task.add_done_callback(_discard_outcome)
-        raise TimeoutError
-    task.result()
-
-
-def _discard_outcome(task: asyncio.Future[None]) -> None:
-    if not task.cancelled():
-        task.exception()

@@ -3,8 +3,11 @@ cause and interval (with how many were suppressed), not a traceback per request.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -12,6 +15,26 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 # A deadline that passed, a refused or reset connection, an error from the driver (a
 # cancelled statement, a server shutting down), no pooled connection in time.
 DATABASE_ERRORS = (TimeoutError, OSError, DBAPIError, PoolTimeoutError)
+
+T = TypeVar("T")
+
+
+async def within(seconds: float, work: Awaitable[T]) -> T:
+    """`work`'s result, or TimeoutError after `seconds`. Not `asyncio.timeout`: that waits for
+    the cancelled work to clean up, and closing a connection to a frozen server takes as long
+    as the driver's own timeouts; the cancelled work finishes in the background."""
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        task.add_done_callback(_discard_outcome)
+        raise TimeoutError
+    return task.result()
+
+
+def _discard_outcome(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log it as never retrieved
 
 
 def describe(exc: BaseException) -> str:

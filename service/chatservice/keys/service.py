@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import secrets
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +16,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chatservice.db.clock import as_utc
-from chatservice.db.outage import DATABASE_ERRORS, database_log
+from chatservice.db.outage import DATABASE_ERRORS, database_log, within
 from chatservice.errors import DatabaseUnavailableError, TooManyAuthenticationFailuresError
 from chatservice.keys.failure_limiter import FailureLimiter
 from chatservice.keys.tables import ApiKey
@@ -214,9 +212,7 @@ class KeyAuthenticator:
             return self._unavailable(stale)
         generation = self._cache.generation
         try:
-            principal = await _within(
-                self._lookup_timeout, _load_in_session(sessionmaker, key_hash)
-            )
+            principal = await within(self._lookup_timeout, _load_in_session(sessionmaker, key_hash))
         except DATABASE_ERRORS as exc:
             self._database_down_until = time.monotonic() + self._retry_after
             database_log.error("database unreachable: key lookups fail", cause=exc)
@@ -235,26 +231,6 @@ class KeyAuthenticator:
             "The service cannot check API keys right now; retry shortly.",
             headers={"Retry-After": str(self._retry_after)},
         )
-
-
-async def _within(
-    seconds: float, lookup: Coroutine[Any, Any, Principal | None]
-) -> Principal | None:
-    """`lookup`'s result, or TimeoutError after `seconds`. Not `asyncio.timeout`: that waits
-    for the cancelled lookup to clean up, and closing a connection to a frozen server takes
-    as long as the driver's own timeouts; the cancelled lookup finishes in the background."""
-    task = asyncio.ensure_future(lookup)
-    done, _ = await asyncio.wait({task}, timeout=seconds)
-    if not done:
-        task.cancel()
-        task.add_done_callback(_discard_outcome)
-        raise TimeoutError
-    return task.result()
-
-
-def _discard_outcome(task: asyncio.Future[Principal | None]) -> None:
-    if not task.cancelled():
-        task.exception()  # retrieved, so asyncio does not log it as never retrieved
 
 
 async def _load_in_session(
