@@ -13,6 +13,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.ports import free_port
@@ -72,6 +74,17 @@ def _machine_bindir() -> Path | None:
         key=lambda p: int(Path(p).parent.parent.name),
     )
     return Path(candidates[-1]).parent if candidates else None
+
+
+@contextmanager
+def running_postgres(bindir: Path) -> Iterator[PostgresServer]:
+    """A started server of its own (for tests that stop or freeze it), deleted at the end."""
+    server = PostgresServer(bindir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.destroy()
 
 
 class PostgresServer:

@@ -25,7 +25,7 @@ from chatservice.keys.service import create_key
 from chatservice.keys.tables import ApiKey
 from chatservice.main import create_app
 from tests.service.harness import make_settings, serve
-from tests.service.postgres import PostgresServer
+from tests.service.postgres import PostgresServer, running_postgres
 
 MODELS = "/api/v1/models"
 TTL = 0.5
@@ -34,13 +34,9 @@ BACK_OFF = 1.5
 
 @pytest.fixture(scope="module")
 def own_postgres(pg_bindir: Path) -> Iterator[PostgresServer]:
-    server = PostgresServer(pg_bindir)
-    server.start()
-    try:
+    with running_postgres(pg_bindir) as server:
         upgrade(server.url())
         yield server
-    finally:
-        server.destroy()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from chatservice.db.migrate import script_directory, upgrade
 from chatservice.main import create_app
 from tests.service.harness import make_settings, serve
-from tests.service.postgres import PostgresServer
+from tests.service.postgres import PostgresServer, running_postgres
 from tests.service.stub_upstream import StubUpstream
 
 LIVE, READY, REPORT = "/api/v1/health/live", "/api/v1/health/ready", "/api/v1/health/"
@@ -22,12 +22,8 @@ LIVE, READY, REPORT = "/api/v1/health/live", "/api/v1/health/ready", "/api/v1/he
 @pytest.fixture
 def own_server(pg_bindir: Path) -> Iterator[PostgresServer]:
     """A PostgreSQL of this test's own, since the test stops it."""
-    server = PostgresServer(pg_bindir)
-    server.start()
-    try:
+    with running_postgres(pg_bindir) as server:
         yield server
-    finally:
-        server.destroy()
 
 
 async def test_readiness_follows_the_database_while_liveness_stays_up(

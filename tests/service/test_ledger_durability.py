@@ -17,7 +17,7 @@ from chatservice.main import create_app
 from tests.service.accounting_db import new_key, wait_for_rows
 from tests.service.gunicorn_server import Gunicorn
 from tests.service.harness import AUTH, CHAT, make_settings, serve
-from tests.service.postgres import PostgresServer
+from tests.service.postgres import PostgresServer, running_postgres
 
 ECHO = {"model": "echo", "messages": [{"role": "user", "content": "one two three"}]}
 OUTAGE_SECONDS = 10
@@ -25,13 +25,9 @@ OUTAGE_SECONDS = 10
 
 @pytest.fixture
 def own_postgres(pg_bindir: Path) -> Iterator[PostgresServer]:
-    server = PostgresServer(pg_bindir)
-    server.start()
-    try:
+    with running_postgres(pg_bindir) as server:
         upgrade(server.url())
         yield server
-    finally:
-        server.destroy()
 
 
 @pytest.mark.timeout(90)

@@ -35,14 +35,14 @@ import asyncpg
 import httpx
 
 from tests.ports import free_port
-from tests.service.postgres import PostgresServer, find_bindir
+from tests.service.postgres import find_bindir, running_postgres
 from tests.service.redis_server import RedisServer, find_redis_server
 from tools.bench.gateway_overhead import (
     KEY,
     MODES,
-    REPO,
     Results,
     Server,
+    bench_env,
     percentile,
     sequential,
     serve,
@@ -74,21 +74,13 @@ def main() -> None:
     results = Results()
     served: dict[str, int] = dict.fromkeys(SYSTEMS, 0)
     with ExitStack() as stack:
-        postgres = PostgresServer(pg_bindir)
-        postgres.start()
-        stack.callback(postgres.destroy)
+        postgres = stack.enter_context(running_postgres(pg_bindir))
         redis = RedisServer(redis_binary)
         redis.start()
         stack.callback(redis.destroy)
         database_url = postgres.url()
         env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-            "CHATSERVICE_HOST": "127.0.0.1",
-            "CHATSERVICE_MAX_REQUESTS": "0",
-            "CHATSERVICE_LOG_LEVEL": "INFO",
-            "CHATSERVICE_ADMIN_API_KEY": KEY,
-            "CHATSERVICE_DATABASE_URL": database_url,
+            **bench_env(database_url),
             "CHATSERVICE_WORKERS": "1",
             # Settings read once a minute: the benchmark measures requests, not cache refills.
             "CHATSERVICE_LIMITS_CACHE_TTL": "60",

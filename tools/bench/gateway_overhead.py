@@ -43,6 +43,23 @@ FIRST_TOKEN = b"tok0"
 MODES: dict[str, dict[str, object]] = {"json": BODY, "stream": STREAM_BODY}
 
 
+def bench_env(database_url: str) -> dict[str, str]:
+    """The environment every benchmarked ChatService starts with."""
+    return {
+        **os.environ,
+        # Kept after the repository: PYTHONPATH=<another checkout>/service benchmarks that code.
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        "CHATSERVICE_HOST": "127.0.0.1",
+        # No worker recycling mid-run: a restart would measure start-up, not requests (the
+        # bare passthrough is not recycled either).
+        "CHATSERVICE_MAX_REQUESTS": "0",
+        # The default log level: the access line per request is part of what a request costs.
+        "CHATSERVICE_LOG_LEVEL": "INFO",
+        "CHATSERVICE_ADMIN_API_KEY": KEY,
+        "CHATSERVICE_DATABASE_URL": database_url,
+    }
+
+
 @dataclass
 class Server:
     name: str
@@ -259,17 +276,7 @@ def main() -> None:
     stub_port = free_port()
     stub_url = f"http://127.0.0.1:{stub_port}/v1"
     env = {
-        **os.environ,
-        # Kept after the repository: PYTHONPATH=<another checkout>/service benchmarks that code.
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-        "CHATSERVICE_HOST": "127.0.0.1",
-        # No worker recycling mid-run: a restart would measure start-up, not requests (the
-        # bare passthrough is not recycled either).
-        "CHATSERVICE_MAX_REQUESTS": "0",
-        # The default log level: the access line per request is part of what a request costs.
-        "CHATSERVICE_LOG_LEVEL": "INFO",
-        "CHATSERVICE_ADMIN_API_KEY": KEY,
-        "CHATSERVICE_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
+        **bench_env(f"sqlite+aiosqlite:///{workdir / 'bench.db'}"),
         "CHATSERVICE_MODELS": json.dumps(
             [{"name": "bench", "backend": "openai", "base_url": stub_url, "upstream_model": "stub"}]
         ),
