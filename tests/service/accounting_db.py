@@ -62,3 +62,14 @@ async def wait_for_rows(
     finally:
         await engine.dispose()
     return await ledger_rows(database_url, **where)
+
+
+# What `GET /limits/...` answers for a subject with nothing set.
+NO_LIMITS = {
+    "requests_per_minute": None,
+    "tokens_per_minute": None,
+    "max_concurrent": None,
+    "max_budget_usd": None,
+    "soft_budget_usd": None,
+    "budget_period": "none",
+}

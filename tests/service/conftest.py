@@ -133,12 +133,8 @@ def redis_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def stub() -> Iterator[StubUpstream]:
     """An OpenAI-compatible upstream on loopback, shared by the tests (reset per test)."""
-    server = StubUpstream()
-    server.start()
-    try:
+    with StubUpstream() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -274,6 +274,13 @@ class StubUpstream:
         if self._thread is not None:
             self._thread.join(timeout=10)
 
+    def __enter__(self) -> StubUpstream:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
 
 def echo_and_stub_routes(upstream: StubUpstream, api_key: str = "sk-upstream") -> str:
     """`CHATSERVICE_MODELS` for a service with the echo model and `upstream` as `upstream`."""

@@ -12,7 +12,7 @@ from chatservice.accounting import service as accounting_service
 from chatservice.main import create_app
 from chatservice.observability import metrics
 from tests.ports import free_port
-from tests.service.accounting_db import new_key
+from tests.service.accounting_db import NO_LIMITS, new_key
 from tests.service.harness import AUTH, CHAT, make_settings, serve
 
 ECHO = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
@@ -62,14 +62,7 @@ async def test_limits_are_read_and_set_by_admins_on_one_path(database: str) -> N
     path = f"/api/v1/limits/user/{key_id}"
     async with serve(create_app(make_settings(database))) as http:
         unset = await http.get(path, headers=AUTH)
-        assert unset.json() == {
-            "requests_per_minute": None,
-            "tokens_per_minute": None,
-            "max_concurrent": None,
-            "max_budget_usd": None,
-            "soft_budget_usd": None,
-            "budget_period": "none",
-        }
+        assert unset.json() == NO_LIMITS
         assert (await http.put(path, json={"max_concurrent": 3}, headers=AUTH)).status_code == 200
         assert (await http.get(path, headers=AUTH)).json()["max_concurrent"] == 3
         assert (await http.put(path, json={}, headers=AUTH)).json()["max_concurrent"] is None

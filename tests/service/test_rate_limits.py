@@ -16,7 +16,7 @@ import httpx
 import openai
 import pytest
 
-from tests.service.accounting_db import new_key
+from tests.service.accounting_db import NO_LIMITS, new_key
 from tests.service.gunicorn_server import Gunicorn, gunicorn_starter
 from tests.service.stub_upstream import StubUpstream, echo_and_stub_routes
 
@@ -45,15 +45,7 @@ async def _set_limits(server: Gunicorn, key_id: uuid.UUID, **limits: int) -> Non
             headers={"Authorization": f"Bearer {server.key}"},
         )
     assert response.status_code == 200, response.text
-    assert response.json() == {
-        "requests_per_minute": None,
-        "tokens_per_minute": None,
-        "max_concurrent": None,
-        "max_budget_usd": None,
-        "soft_budget_usd": None,
-        "budget_period": "none",
-        **limits,
-    }
+    assert response.json() == {**NO_LIMITS, **limits}
 
 
 async def _all_at_once(

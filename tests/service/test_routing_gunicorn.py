@@ -18,12 +18,8 @@ pytestmark = pytest.mark.timeout(180)
 
 @pytest.fixture
 def second_stub() -> Iterator[StubUpstream]:
-    server = StubUpstream()
-    server.start()
-    try:
+    with StubUpstream() as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_two_workers_route_around_a_failing_endpoint_and_fall_back(

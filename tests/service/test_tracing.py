@@ -160,6 +160,14 @@ async def test_without_capture_legacy_completions_spans_carry_no_content_either(
     create_database: Callable[[], str], upstream: StubUpstream
 ) -> None:
     app, exporter = await _traced(create_database, upstream)
+    assert len(await _legacy_completion_spans(app, exporter)) == 2
+    _no_content_anywhere(exporter)
+
+
+async def _legacy_completion_spans(
+    app: FastAPI, exporter: InMemorySpanExporter
+) -> list[ReadableSpan]:
+    """The spans of one JSON and one streamed legacy completion of PRIVATE_WORDS."""
     async with serve(app) as http:
         for stream in (False, True):
             response = await http.post(
@@ -168,10 +176,7 @@ async def test_without_capture_legacy_completions_spans_carry_no_content_either(
                 json={"model": "upstream", "prompt": PRIVATE_WORDS, "stream": stream},
             )
             assert response.status_code == 200
-    assert (
-        len([s for s in exporter.get_finished_spans() if s.name == "text_completion upstream"]) == 2
-    )
-    _no_content_anywhere(exporter)
+    return [s for s in exporter.get_finished_spans() if s.name == "text_completion upstream"]
 
 
 def _content(span: ReadableSpan, attribute: str) -> Any:
@@ -221,15 +226,7 @@ async def test_with_capture_on_legacy_completions_record_the_prompt_and_the_text
     create_database: Callable[[], str], upstream: StubUpstream
 ) -> None:
     app, exporter = await _traced(create_database, upstream, capture_message_content=True)
-    async with serve(app) as http:
-        for stream in (False, True):
-            response = await http.post(
-                "/api/v1/completions",
-                headers=AUTH,
-                json={"model": "upstream", "prompt": PRIVATE_WORDS, "stream": stream},
-            )
-            assert response.status_code == 200
-    spans = [s for s in exporter.get_finished_spans() if s.name == "text_completion upstream"]
+    spans = await _legacy_completion_spans(app, exporter)
     assert len(spans) == 2
     for span in spans:
         assert _content(span, "gen_ai.input.messages") == [
