@@ -46,15 +46,13 @@ _KIND_TEXT = {
 
 def subjects_of(principal: Principal) -> tuple[Subject, ...]:
     """The key, its user and its team, for those the principal has."""
-    # The team comes with the identity work; until then principals have none.
-    team_id = getattr(principal, "team_id", None)
     found: list[Subject] = []
     for scope, subject_id in (
         ("key", principal.key_id),
         ("user", principal.user_id),
-        ("team", team_id),
+        ("team", principal.team_id),
     ):
-        if isinstance(subject_id, uuid.UUID):
+        if subject_id is not None:
             found.append((scope, subject_id))
     return tuple(found)
 
@@ -100,7 +98,7 @@ class Admission:
                 "request_id": record.request_id if record is not None else "",
                 "key_id": self.principal.key_id,
                 "user_id": self.principal.user_id,
-                "team_id": getattr(self.principal, "team_id", None),
+                "team_id": self.principal.team_id,
                 "model": self.route.name,
                 "api": self.api,
                 "upstream": str(upstream or self.route.upstream_model or self.route.backend),
