@@ -5,11 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from chatservice.chat.respond import respond
+from chatservice.chat.respond import admitted_completion, allowed_route, respond
 from chatservice.chat.schemas import ChatCompletion, ChatCompletionRequest
-from chatservice.chat.service import Completion
 from chatservice.config import API_PREFIX
-from chatservice.errors import InvalidRequestError, ModelNotAllowedError
+from chatservice.errors import InvalidRequestError
 from chatservice.kit.api_docs import AUTH_ERRORS, AUTHENTICATED, error_responses
 from chatservice.kit.deps import CurrentKey, runtime_of
 from chatservice.kit.request_body import body_openapi, parse_body
@@ -46,24 +45,9 @@ async def create_chat_completion(request: Request, key: CurrentKey) -> Response:
             param="n",
             code="invalid_value",
         )
-    if not key.may_use(body.model):
-        raise ModelNotAllowedError(
-            f"This API key may not use the model '{body.model}'.", param="model"
-        )
-    route = runtime.routing.get(body.model)
-    if record is not None:
-        record.model = route.name
-    payload = body.upstream_payload()
-    admission = await runtime.accounting.admit(key, route, payload)
-    completion = Completion(
-        route,
-        runtime.routing.backend(route),
-        payload,
-        runtime.streams,
-        runtime.tracer,
-        runtime.token_counters.get(route.name),
-        admission,
-        capture_content=runtime.settings.capture_message_content,
+    route = allowed_route(runtime, key, body.model)
+    completion = await admitted_completion(
+        runtime, key, route, runtime.routing.backend(route), body.upstream_payload()
     )
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     return await respond(request, completion, stream=body.stream, include_usage=include_usage)

@@ -1,6 +1,7 @@
-"""The HTTP response to an admitted completion (chat, legacy or embeddings): its JSON answer or
-its event stream, with the admission's rate-limit headers on success and on errors, and 499
-when the client left before the answer."""
+"""What the chat and the relayed endpoints (legacy completions, embeddings) share: the route a
+key may use, the admitted completion, and its HTTP response: the JSON answer or the event
+stream, with the admission's rate-limit headers on success and on errors, and 499 when the
+client left before the answer."""
 
 from __future__ import annotations
 
@@ -9,10 +10,49 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.requests import Request
 
 from chatservice.chat.service import ClientDisconnectedError, Completion, cancel_on_disconnect
-from chatservice.errors import ChatServiceError, error_body
+from chatservice.config import ModelRoute
+from chatservice.errors import ChatServiceError, ModelNotAllowedError, error_body
+from chatservice.inference.base import Answering, Api, Payload
+from chatservice.keys.service import Principal
+from chatservice.observability.context import current_record
+from chatservice.runtime import Runtime
 
 UPSTREAM_HEADER = "x-chatservice-upstream"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def allowed_route(runtime: Runtime, key: Principal, model: str) -> ModelRoute:
+    """The route of `model`, if `key` may use it; the request's record names it."""
+    if not key.may_use(model):
+        raise ModelNotAllowedError(f"This API key may not use the model '{model}'.", param="model")
+    route = runtime.routing.get(model)
+    record = current_record()
+    if record is not None:
+        record.model = route.name
+    return route
+
+
+async def admitted_completion(
+    runtime: Runtime,
+    key: Principal,
+    route: ModelRoute,
+    backend: Answering,
+    payload: Payload,
+    api: Api = "chat/completions",
+) -> Completion:
+    """A completion of `payload` on `route`, once admission (budgets, rate limits) let it in."""
+    admission = await runtime.accounting.admit(key, route, payload, api)
+    return Completion(
+        route,
+        backend,
+        payload,
+        runtime.streams,
+        runtime.tracer,
+        runtime.token_counters.get(route.name),
+        admission,
+        api,
+        runtime.settings.capture_message_content,
+    )
 
 
 async def respond(

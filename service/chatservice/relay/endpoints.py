@@ -7,10 +7,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from chatservice.chat.respond import respond
-from chatservice.chat.service import Completion
+from chatservice.chat.respond import admitted_completion, allowed_route, respond
 from chatservice.config import API_PREFIX
-from chatservice.errors import ModelNotAllowedError
 from chatservice.inference.base import Api, Payload
 from chatservice.keys.service import Principal
 from chatservice.kit.api_docs import AUTH_ERRORS, AUTHENTICATED, error_responses
@@ -51,28 +49,14 @@ async def _relay(
     request: Request, key: Principal, api: Api, model: str, payload: Payload
 ) -> Response:
     runtime = runtime_of(request)
-    if not key.may_use(model):
-        raise ModelNotAllowedError(f"This API key may not use the model '{model}'.", param="model")
-    route = runtime.routing.get(model)
+    route = allowed_route(runtime, key, model)
     stream = bool(payload.get("stream"))
     record = current_record()
     if record is not None:
-        record.model = route.name
         record.stream = stream
     # Before admission: a model without this API takes nothing from the key's limits.
     backend = RelayedApi(runtime.routing.relay(route), api)
-    admission = await runtime.accounting.admit(key, route, payload, api)
-    completion = Completion(
-        route,
-        backend,
-        payload,
-        runtime.streams,
-        runtime.tracer,
-        runtime.token_counters.get(route.name),
-        admission,
-        api,
-        runtime.settings.capture_message_content,
-    )
+    completion = await admitted_completion(runtime, key, route, backend, payload, api)
     stream_options = payload.get("stream_options")
     include_usage = isinstance(stream_options, dict) and bool(stream_options.get("include_usage"))
     return await respond(request, completion, stream=stream, include_usage=include_usage)
