@@ -270,9 +270,9 @@ class Settings(BaseSettings):
     # Seconds one upstream's check (`GET /models`) is reused by every route and request.
     health_backend_cache_ttl: float = Field(default=5.0, ge=0)
 
-    # Usage ledger: each worker queues one row per chat completion and writes them in batches,
-    # off the request path. While the database is down rows are held, up to `ledger_max_held`
-    # per worker; beyond that new rows are dropped (and counted).
+    # Usage ledger: each worker queues one row per completion (chat, legacy, embeddings) and
+    # writes them in batches, off the request path. While the database is down rows are held,
+    # up to `ledger_max_held` per worker; beyond that new rows are dropped (and counted).
     ledger_batch_size: int = Field(default=500, ge=1)
     ledger_flush_interval: float = Field(default=1.0, gt=0)
     ledger_max_held: int = Field(default=100_000, ge=1)
