@@ -5,15 +5,23 @@ client left before the answer."""
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.requests import Request
 
-from chatservice.chat.service import ClientDisconnectedError, Completion, cancel_on_disconnect
+from chatservice.chat.service import Completion
 from chatservice.config import ModelRoute
 from chatservice.errors import ChatServiceError, ModelNotAllowedError, error_body
 from chatservice.inference.base import Answering, Api, Payload
 from chatservice.keys.service import Principal
+from chatservice.kit.disconnect import (
+    ClientDisconnectedError,
+    DisconnectWatch,
+    cancel_on_disconnect,
+)
+from chatservice.kit.event_stream import EventStreamResponse
 from chatservice.observability.context import current_record
 from chatservice.runtime import Runtime
 
@@ -62,13 +70,8 @@ async def respond(
     rate_limits = admission.headers if admission is not None else {}
     try:
         if stream:
-            events = await cancel_on_disconnect(request, completion.open_stream(include_usage))
-            return StreamingResponse(
-                events,
-                media_type="text/event-stream",
-                headers={**SSE_HEADERS, **rate_limits, **_upstream_header(completion)},
-            )
-        result = await cancel_on_disconnect(request, completion.run())
+            return await _event_stream(request, completion, include_usage, rate_limits)
+        result = await cancel_on_disconnect(request.receive, completion.run())
     except ClientDisconnectedError:
         # Nobody is listening; the status only reaches the access log and metrics.
         return JSONResponse(error_body("Client closed the request.", "invalid_request_error"), 499)
@@ -80,6 +83,26 @@ async def respond(
         media_type="application/json",
         headers={**rate_limits, **_upstream_header(completion)},
     )
+
+
+async def _event_stream(
+    request: Request, completion: Completion, include_usage: bool, rate_limits: dict[str, str]
+) -> Response:
+    """The stream, once its first chunk came; the watch started here goes on watching for the
+    client's disconnect while the response is written."""
+    watch = DisconnectWatch(request.receive)
+    try:
+        events = await completion.open_stream(include_usage)
+    except asyncio.CancelledError:
+        watch.stop()
+        if watch.took_back():
+            raise ClientDisconnectedError from None
+        raise
+    except BaseException:
+        watch.stop()
+        raise
+    headers = {**SSE_HEADERS, **rate_limits, **_upstream_header(completion)}
+    return EventStreamResponse(events, watch, headers)
 
 
 def _upstream_header(completion: Completion) -> dict[str, str]:

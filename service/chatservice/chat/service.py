@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable
-from typing import Any, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from typing import Any
 
 import orjson
 from opentelemetry.trace import Tracer
-from starlette.requests import Request
 
 from chatservice.accounting.service import Admission
 from chatservice.chat.shutdown import OpenStreams, shutdown_error
@@ -32,44 +31,12 @@ from chatservice.errors import (
     error_body,
 )
 from chatservice.inference.base import Answering, Api, CallStats, Payload, StreamEvent
+from chatservice.kit.disconnect import ClientDisconnectedError
 from chatservice.observability import context, metrics
 from chatservice.observability.genai import ChatSpan
 from chatservice.observability.genai_content import Message, StreamedAnswer, output_messages
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-
-class ClientDisconnectedError(Exception):
-    """The client went away before the answer was ready; there is nobody to answer."""
-
-
-async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
-    """Await `work`, cancelling it (and so the upstream call) if the client disconnects.
-
-    `work` runs in the calling task; one watcher task cancels that task on disconnect.
-    """
-    worker = asyncio.current_task()
-    assert worker is not None  # noqa: S101 - always called from a request's task
-    disconnected = False
-
-    async def watch() -> None:
-        nonlocal disconnected
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-        disconnected = True
-        worker.cancel()
-
-    watcher = asyncio.create_task(watch())
-    try:
-        return await work
-    except asyncio.CancelledError:
-        if disconnected:
-            raise ClientDisconnectedError from None
-        raise
-    finally:
-        watcher.cancel()
 
 
 class Completion:
@@ -130,7 +97,7 @@ class Completion:
         self._finish("success")
         return result
 
-    async def open_stream(self, include_usage: bool) -> AsyncIterator[bytes]:
+    async def open_stream(self, include_usage: bool) -> AsyncGenerator[bytes, None]:
         """Start the stream and wait for its first chunk, so that failures before the first
         byte still get a proper HTTP status; the rest is streamed by the returned iterator."""
         chunks = aiter(self.backend.stream(self.route, self.payload, self.stats))
@@ -158,7 +125,7 @@ class Completion:
         chunks: AsyncIterator[list[StreamEvent]],
         include_usage: bool,
         answer: StreamedAnswer | None,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         outcome = "success"
         error: BaseException | None = None
         tally = StreamTally(keep_text=self.tokens is not None)
