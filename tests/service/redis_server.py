@@ -45,8 +45,9 @@ def _machine_binary() -> Path | None:
 class RedisServer:
     """`redis-server` on a loopback port, nothing persisted, stopped and deleted at the end."""
 
-    def __init__(self, binary: Path) -> None:
+    def __init__(self, binary: Path, *directives: str) -> None:
         self.binary = binary
+        self.directives = directives  # more `--directive value` pairs, e.g. a password
         self.root = Path(tempfile.mkdtemp(prefix="chatservice-redis-"))
         self.port = free_port()
         self._log = self.root / "redis.log"
@@ -62,6 +63,7 @@ class RedisServer:
             "--logfile", str(self._log),
             "--save", "",
             "--appendonly", "no",
+            *self.directives,
         ]  # fmt: skip
         self._process = subprocess.Popen(
             command,
@@ -82,12 +84,25 @@ class RedisServer:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
                 sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
+                # A server with a password answers, though not with PONG.
+                return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))
         except OSError:
             return False
 
     def _read_log(self) -> str:
         return self._log.read_text() if self._log.exists() else "(no log)"
+
+    def signal(self, number: int) -> None:
+        """SIGSTOP freezes the server (connections stay open, nothing answers); SIGCONT."""
+        assert self._process is not None
+        self._process.send_signal(number)
+
+    def stop(self) -> None:
+        """Stop the process, keeping its port and directory for another `start`."""
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+            self._process = None
 
     def destroy(self) -> None:
         if self._process is not None and self._process.poll() is None:

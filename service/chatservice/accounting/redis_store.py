@@ -1,14 +1,14 @@
 """Rate limits in Redis: one script call per check (admit.lua), exact across every worker and
-replica that shares the server; settlements are another script, sent off the request path."""
+replica that shares the server; settlements are another script, sent off the request path.
+Both go through resp.py's pipelined client, not redis-py's (why: there)."""
 
 from __future__ import annotations
 
 from importlib.resources import files
 from typing import Any
 
-import redis.asyncio as redis
-
 from chatservice.accounting.limits import KIND_CODES, Limit, LimitState, Verdict
+from chatservice.accounting.resp import RespClient, Script
 
 
 def _script(name: str) -> str:
@@ -18,20 +18,15 @@ def _script(name: str) -> str:
 class RedisLimitStore:
     def __init__(self, url: str, timeout: float) -> None:
         # No retries: a check is on the request path, and the failure mode decides instead.
-        self._client = redis.Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry_on_timeout=False,
-            health_check_interval=30,
-        )
-        self._admit = self._client.register_script(_script("admit.lua"))
-        self._settle = self._client.register_script(_script("settle.lua"))
+        # The caller bounds each wait by `timeout`; a connection silent for longer is replaced.
+        self._client = RespClient(url, stale_after=timeout)
+        self._admit = Script(self._client, _script("admit.lua"))
+        self._settle = Script(self._client, _script("settle.lua"))
 
     async def admit(
         self, limits: tuple[Limit, ...], tokens: int, lease: str, lease_ms: int
     ) -> Verdict:
-        answer: list[Any] = await self._admit(
+        answer: Any = await self._admit(
             keys=[limit.store_key for limit in limits],
             args=[tokens, lease, lease_ms, *_limit_args(limits)],
         )
@@ -49,7 +44,7 @@ class RedisLimitStore:
         )
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._client.close()
 
 
 def _limit_args(limits: tuple[Limit, ...]) -> list[str | int]:
