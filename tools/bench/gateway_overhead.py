@@ -266,6 +266,11 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--memory-requests", type=int, default=100_000)
     parser.add_argument("--json", type=Path, help="also write the medians here")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        help="another checkout: its service runs too (as `compare`), interleaved with this one",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: install it (apt-get install wrk, brew install wrk)")
@@ -316,6 +321,24 @@ def main() -> None:
                     auth,
                 )
             )
+            if args.compare:
+                port = free_port()
+                code = str(args.compare.resolve() / "service")
+                systems[f"compare/{workers}w"] = stack.enter_context(
+                    serve(
+                        "service",
+                        [sys.executable, "-m", "chatservice.cli", "run"],
+                        {
+                            **service_env,
+                            "CHATSERVICE_PORT": str(port),
+                            "PYTHONPATH": os.pathsep.join([code, service_env["PYTHONPATH"]]),
+                            "PROMETHEUS_MULTIPROC_DIR": str(workdir / f"compare-{workers}"),
+                        },
+                        port,
+                        "/api/v1/chat/completions",
+                        auth,
+                    )
+                )
             port = free_port()
             systems[f"bare/{workers}w"] = stack.enter_context(
                 serve(
@@ -346,7 +369,9 @@ def main() -> None:
         memory["bare_idle_rss_mb"] = statistics.mean(
             rss_mb(p) for p in systems[f"bare/{one}w"].workers()
         )
-        sequential_systems = ["direct", f"bare/{one}w", f"service/{one}w"]
+        sequential_systems = [
+            name for name in systems if name == "direct" or name.endswith(f"/{one}w")
+        ]
         for round_ in range(args.rounds):
             print(f"round {round_ + 1}/{args.rounds}", file=sys.stderr)
             for mode, body in MODES.items():
@@ -372,7 +397,7 @@ def main() -> None:
             memory["after_rss_mb"] = statistics.mean(rss_mb(p) for p in service_one.workers())
 
     shutil.rmtree(workdir, ignore_errors=True)
-    report(results, memory, args, connections, worker_counts)
+    report(results, memory, args, connections, worker_counts, list(systems))
 
 
 def report(
@@ -381,6 +406,7 @@ def report(
     args: argparse.Namespace,
     connections: list[int],
     worker_counts: list[int],
+    names: list[str],
 ) -> None:
     med = results.median
     print(
@@ -391,7 +417,7 @@ def report(
     one = worker_counts[0]
     print(f"\nsequential, {one} worker, {args.requests} requests a round (added = minus direct):")
     for mode in MODES:
-        for name in ("direct", f"bare/{one}w", f"service/{one}w"):
+        for name in (n for n in names if n == "direct" or n.endswith(f"/{one}w")):
             p50, p99 = med(f"{mode} {name} p50"), med(f"{mode} {name} p99")
             line = f"  {mode:6} {name:10} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms"
             if name != "direct":
@@ -403,7 +429,6 @@ def report(
                     line += f" (added {ttft - med(f'{mode} direct ttft p50'):5.2f})"
             print(line)
     print("\nthroughput (req/s), CPU per request (ms, server processes), wrk p99 (ms):")
-    names = ["direct"] + [f"{s}/{w}w" for w in worker_counts for s in ("bare", "service")]
     for mode in MODES:
         for c in connections:
             for name in names:
@@ -416,12 +441,13 @@ def report(
     for mode in MODES:
         for w in worker_counts:
             for c in connections:
-                s, b = f"{mode} service/{w}w c{c}", f"{mode} bare/{w}w c{c}"
-                throughput = med(s + " rps") / med(b + " rps")
-                print(
-                    f"  {mode:6} {w}w c={c:<4} throughput {throughput:.2f}x"
-                    f"  CPU per request {med(s + ' cpu') / med(b + ' cpu'):.2f}x"
-                )
+                for system in ("service", "compare") if args.compare else ("service",):
+                    s, b = f"{mode} {system}/{w}w c{c}", f"{mode} bare/{w}w c{c}"
+                    throughput = med(s + " rps") / med(b + " rps")
+                    print(
+                        f"  {mode:6} {system:7} {w}w c={c:<4} throughput {throughput:.2f}x"
+                        f"  CPU per request {med(s + ' cpu') / med(b + ' cpu'):.2f}x"
+                    )
     print("\nmemory and start:")
     print(f"  cold start to ready ({one} worker): {memory['cold_start_s']:.2f} s")
     print(
