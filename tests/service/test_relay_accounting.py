@@ -173,10 +173,20 @@ async def test_a_request_limit_counts_chat_embeddings_and_completions_together(
         assert headers["x-ratelimit-remaining-requests"] == "0"
         assert 1 <= int(headers["retry-after"]) <= 60
     assert len(upstream.requests) == answered, "a refused request reached the upstream"
-    rows = await wait_for_rows(database, 4, key_id=key_id)
-    assert [row.api for row in rows] == [
-        "chat/completions", "embeddings", "completions", "completions",
+    rows = await wait_for_rows(database, 8, key_id=key_id)
+    assert [(row.api, row.status, row.outcome) for row in rows] == [
+        ("chat/completions", 200, "success"), ("embeddings", 200, "success"),
+        ("completions", 200, "success"), ("completions", 200, "success"),
+        # The refused ones have rows too: no tokens, no cost, no upstream.
+        ("embeddings", 429, "rate_limited"), ("completions", 429, "rate_limited"),
+        ("completions", 429, "rate_limited"), ("chat/completions", 429, "rate_limited"),
     ]  # fmt: skip
+    for refused_row in rows[4:]:
+        assert (refused_row.total_tokens, refused_row.cost_usd, refused_row.upstream) == (
+            0,
+            0,
+            None,
+        )
 
 
 async def test_a_completion_settles_its_reserved_tokens(service: str, database: str) -> None:
@@ -219,6 +229,11 @@ async def test_an_over_budget_key_gets_insufficient_quota_on_embeddings_before_t
     with pytest.raises(openai.RateLimitError):
         await sdk.completions.create(model="upstream", prompt="a", stream=True)
     assert upstream.requests == [], "the refused requests reached the upstream"
+    rows = await wait_for_rows(database, 2, key_id=key_id)
+    assert [(r.api, r.stream, r.status, r.outcome, r.cost_usd) for r in rows] == [
+        ("embeddings", False, 429, "over_budget", 0),
+        ("completions", True, 429, "over_budget", 0),
+    ]
 
 
 async def test_a_client_leaving_a_completion_stream_leaves_a_cancelled_row(

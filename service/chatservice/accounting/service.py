@@ -29,7 +29,7 @@ from chatservice.accounting.prices import cost_usd
 from chatservice.chat.usage import estimate_prompt_tokens
 from chatservice.config import ModelRoute
 from chatservice.db.outage import ThrottledLog
-from chatservice.errors import RateLimitError, ServiceUnavailableError
+from chatservice.errors import ChatServiceError, RateLimitError, ServiceUnavailableError
 from chatservice.inference.base import Api, Payload
 from chatservice.keys.service import Principal
 from chatservice.observability import context, metrics
@@ -90,6 +90,43 @@ class Admission:
             metrics.child(metrics.SPEND, self.route.name).inc(cost)
             if self.budgets:
                 self.accounting.budgets.add(self.budgets, cost)
+        self._record(
+            outcome=outcome,
+            status=status,
+            upstream=str(upstream or self.route.upstream_model or self.route.backend),
+            tokens=(prompt, completion, estimated),
+            cost=cost,
+            latency=latency,
+            time_to_first_token=time_to_first_token,
+        )
+        if self.limits:
+            self.accounting.settle_later(self, prompt + completion - self.reserved_tokens)
+
+    def refused(self, error: ChatServiceError, latency: float) -> None:
+        """Admission refused the request (a budget, a rate limit, the store down and failing
+        closed): a row of its own, with no tokens and no upstream, so the ledger shows it."""
+        self._record(
+            outcome=error.outcome,
+            status=error.status_code,
+            upstream=None,
+            tokens=(0, 0, False),
+            cost=0.0,
+            latency=latency,
+            time_to_first_token=None,
+        )
+
+    def _record(
+        self,
+        *,
+        outcome: str,
+        status: int,
+        upstream: str | None,
+        tokens: tuple[int, int, bool],
+        cost: float,
+        latency: float,
+        time_to_first_token: float | None,
+    ) -> None:
+        prompt, completion, estimated = tokens
         record = context.current_record()
         self.accounting.ledger.record(
             {
@@ -101,7 +138,7 @@ class Admission:
                 "team_id": self.principal.team_id,
                 "model": self.route.name,
                 "api": self.api,
-                "upstream": str(upstream or self.route.upstream_model or self.route.backend),
+                "upstream": upstream,
                 "stream": self.stream,
                 "prompt_tokens": prompt,
                 "completion_tokens": completion,
@@ -116,8 +153,6 @@ class Admission:
                 "cost_usd": cost,
             }
         )
-        if self.limits:
-            self.accounting.settle_later(self, prompt + completion - self.reserved_tokens)
 
 
 def _tokens(usage: Any) -> tuple[int, int, bool]:
@@ -164,9 +199,17 @@ class Accounting:
         payload: Payload,
         api: Api = "chat/completions",
     ) -> Admission:
-        stream = bool(payload.get("stream"))
-        admission = Admission(self, principal, route, api, stream)
-        policy = await self.limit_settings.get(subjects_of(principal))
+        started = time.perf_counter()
+        admission = Admission(self, principal, route, api, bool(payload.get("stream")))
+        try:
+            return await self._admit(admission, payload)
+        except ChatServiceError as exc:
+            admission.refused(exc, time.perf_counter() - started)
+            raise
+
+    async def _admit(self, admission: Admission, payload: Payload) -> Admission:
+        route = admission.route
+        policy = await self.limit_settings.get(subjects_of(admission.principal))
         if policy.budgets:
             # Before the rate limits: a refused request takes nothing from them.
             await self.budgets.check(policy.budgets)
