@@ -25,7 +25,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,6 +130,12 @@ def serve(
         child.wait(timeout=30)
 
 
+def serve_stub(env: dict[str, str], port: int) -> AbstractContextManager[Server]:
+    """The raw-asyncio stub upstream (`direct`)."""
+    argv = [sys.executable, "-m", "tools.bench.raw_stub", "--port", str(port)]
+    return serve("direct", argv, env, port, "/v1/chat/completions", {})
+
+
 class RawClient:
     """One keep-alive HTTP/1.1 connection on a plain socket: the least client-side noise
     between the stamps, and the time the first content token arrives."""
@@ -224,6 +230,9 @@ def wrk(server: Server, body: dict[str, object], connections: int, seconds: int)
             "-t2",
             f"-c{connections}",
             f"-d{seconds}s",
+            # Past wrk's default 2 s a slow answer is an error; a tail is measured instead.
+            "--timeout",
+            "10s",
             "--latency",
             "-s",
             str(script),
@@ -286,27 +295,18 @@ def main() -> None:
             [{"name": "bench", "backend": "openai", "base_url": stub_url, "upstream_model": "stub"}]
         ),
     }
-    subprocess.run([sys.executable, "-m", "chatservice.cli", "migrate"], env=env, check=True)
     auth = {"Authorization": f"Bearer {KEY}"}
     results = Results()
     memory: dict[str, float] = {}
 
     with ExitStack() as stack:
-        stub = stack.enter_context(
-            serve(
-                "direct",
-                [sys.executable, "-m", "tools.bench.raw_stub", "--port", str(stub_port)],
-                env,
-                stub_port,
-                "/v1/chat/completions",
-                {},
-            )
-        )
+        stub = stack.enter_context(serve_stub(env, stub_port))
         systems: dict[str, Server] = {"direct": stub}
         for workers in worker_counts:
             port = free_port()
             service_env = {
                 **env,
+                **_database(workdir / f"service-{workers}.db"),
                 "CHATSERVICE_PORT": str(port),
                 "CHATSERVICE_WORKERS": str(workers),
                 "PROMETHEUS_MULTIPROC_DIR": str(workdir / f"metrics-{workers}"),
@@ -330,6 +330,7 @@ def main() -> None:
                         [sys.executable, "-m", "chatservice.cli", "run"],
                         {
                             **service_env,
+                            **_database(workdir / f"compare-{workers}.db"),
                             "CHATSERVICE_PORT": str(port),
                             "PYTHONPATH": os.pathsep.join([code, service_env["PYTHONPATH"]]),
                             "PROMETHEUS_MULTIPROC_DIR": str(workdir / f"compare-{workers}"),
@@ -398,6 +399,14 @@ def main() -> None:
 
     shutil.rmtree(workdir, ignore_errors=True)
     report(results, memory, args, connections, worker_counts, list(systems))
+
+
+def _database(path: Path) -> dict[str, str]:
+    """A migrated SQLite database of one service's own: services sharing one file would
+    wait on each other's ledger writes."""
+    env = {**os.environ, "CHATSERVICE_DATABASE_URL": f"sqlite+aiosqlite:///{path}"}
+    subprocess.run([sys.executable, "-m", "chatservice.cli", "migrate"], env=env, check=True)
+    return {"CHATSERVICE_DATABASE_URL": env["CHATSERVICE_DATABASE_URL"]}
 
 
 def report(

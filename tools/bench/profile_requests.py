@@ -23,7 +23,15 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from tests.ports import free_port
-from tools.bench.gateway_overhead import CLOCK_TICKS, KEY, MODES, bench_env, serve, wrk
+from tools.bench.gateway_overhead import (
+    CLOCK_TICKS,
+    KEY,
+    MODES,
+    bench_env,
+    serve,
+    serve_stub,
+    wrk,
+)
 
 # A frame in py-spy's raw output: "function (path:line)".
 _FRAME_FILE = re.compile(r"\((.*?)(?::\d+)?\)$")
@@ -91,16 +99,7 @@ def main() -> None:
     subprocess.run([sys.executable, "-m", "chatservice.cli", "migrate"], env=env, check=True)
     raw = args.raw or workdir / "raw.txt"
     with ExitStack() as stack:
-        stack.enter_context(
-            serve(
-                "direct",
-                [sys.executable, "-m", "tools.bench.raw_stub", "--port", str(stub_port)],
-                env,
-                stub_port,
-                "/v1/chat/completions",
-                {},
-            )
-        )
+        stack.enter_context(serve_stub(env, stub_port))
         service = stack.enter_context(
             serve(
                 "service",
