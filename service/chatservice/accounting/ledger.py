@@ -12,6 +12,7 @@ once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import deque
@@ -157,19 +158,25 @@ class UsageLedger:
             # it is written here because SQLAlchemy compiles one anew for every batch.
             for start in range(0, len(batch), SQLITE_ROWS_PER_INSERT):
                 rows = batch[start : start + SQLITE_ROWS_PER_INSERT]
-                await connection.exec_driver_sql(*self._sqlite_insert(rows))
+                await connection.exec_driver_sql(_sqlite_insert(len(rows)), self._values(rows))
 
-    def _sqlite_insert(self, rows: list[Row]) -> tuple[str, tuple[Any, ...]]:
-        """`rows` as one INSERT with their values converted as SQLAlchemy converts them."""
-        columns = UsageEvent.__table__.columns
+    def _values(self, rows: list[Row]) -> tuple[Any, ...]:
+        """The rows' values, in column order, converted as SQLAlchemy converts them."""
         dialect = self._engine.dialect
-        processors = [(c.name, c.type.bind_processor(dialect)) for c in columns]
+        processors = [(c.name, c.type.bind_processor(dialect)) for c in _COLUMNS]
         values: list[Any] = []
         for row in rows:
             values += (row[name] if p is None else p(row[name]) for name, p in processors)
-        one = "(" + ", ".join("?" * len(processors)) + ")"
-        names = ", ".join(name for name, _ in processors)
-        # Names from the table's definition; every value is a parameter.
-        sql = f"INSERT INTO {UsageEvent.__tablename__} ({names}) VALUES "  # noqa: S608
-        sql += ", ".join([one] * len(rows)) + " ON CONFLICT (id) DO NOTHING"
-        return sql, tuple(values)
+        return tuple(values)
+
+
+_COLUMNS = list(UsageEvent.__table__.columns)
+
+
+@functools.cache
+def _sqlite_insert(rows: int) -> str:
+    one = "(" + ", ".join("?" * len(_COLUMNS)) + ")"
+    names = ", ".join(column.name for column in _COLUMNS)
+    # Names from the table's definition; every value is a parameter.
+    sql = f"INSERT INTO {UsageEvent.__tablename__} ({names}) VALUES "  # noqa: S608
+    return sql + ", ".join([one] * rows) + " ON CONFLICT (id) DO NOTHING"

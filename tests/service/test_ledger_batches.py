@@ -1,0 +1,66 @@
+"""The ledger's SQLite batches (multi-row INSERTs of up to 1,000 rows): every row arrives
+whole, with its values as SQLAlchemy stores them, and a batch written twice is stored once."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from chatservice.accounting.ledger import UsageLedger
+from chatservice.db.migrate import upgrade
+from tests.service.accounting_db import ledger_rows
+
+START = datetime(2026, 12, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+def _row(i: int) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4(),
+        "created_at": START + timedelta(seconds=i),
+        "request_id": f"req-{i}",
+        "key_id": uuid.uuid4() if i % 2 else None,
+        "user_id": None,
+        "team_id": uuid.uuid4() if i % 3 == 0 else None,
+        "model": "m",
+        "api": "embeddings" if i % 5 == 0 else "chat/completions",
+        "upstream": None if i % 7 == 0 else "stub",
+        "stream": i % 2 == 0,
+        "prompt_tokens": i,
+        "completion_tokens": 2 * i,
+        "total_tokens": 3 * i,
+        "tokens_estimated": i % 4 == 0,
+        "outcome": "success",
+        "status": 200,
+        "latency_ms": i / 7,
+        "time_to_first_token_ms": None if i % 2 else i / 3,
+        "cost_usd": i * 1e-6,
+    }
+
+
+async def test_a_large_batch_is_stored_whole_and_once(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
+    await asyncio.to_thread(upgrade, url)  # migrations run their own event loop
+    engine = create_async_engine(url)
+    ledger = UsageLedger(
+        engine, batch_size=1_300, flush_interval=60, max_held=10_000, write_timeout=10
+    )
+    rows = [_row(i) for i in range(1_299)]  # two statements: 1,000 rows and 299
+    try:
+        for row in rows:
+            ledger.record(row)
+        assert await ledger.flush()
+        for row in rows[:3]:  # as after an answer lost on its way back
+            ledger.record(row)
+        assert await ledger.flush()
+    finally:
+        await engine.dispose()
+    stored = {row.id: row for row in await ledger_rows(url)}
+    assert len(stored) == len(rows)
+    for expected in rows:
+        row = stored[expected["id"]]
+        assert {name: getattr(row, name) for name in expected} == expected
