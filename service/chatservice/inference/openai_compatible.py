@@ -441,23 +441,8 @@ def _event(route: ModelRoute, data: bytes, stats: CallStats) -> StreamEvent:
         stats.upstream_model = model
     if model != route.name:
         chunk["model"] = route.name
-        data = _renamed(data, model, route.name) or orjson.dumps(chunk)
+        data = orjson.dumps(chunk)
     return chunk, data
-
-
-def _renamed(data: bytes, model: Any, public: str) -> bytes | None:
-    """`data` with the upstream's model name swapped for the public one in its bytes, when
-    that is unambiguous: `"model"` occurs once (a quote inside a JSON string is escaped, so
-    this is the top-level key) and holds `model` spelled as orjson spells it. Cheaper than
-    encoding the chunk again, and the rest of the upstream's bytes go out as they came."""
-    if not isinstance(model, str) or data.count(b'"model"') != 1:
-        return None
-    name = orjson.dumps(model)
-    for separator in (b":", b": "):
-        field = b'"model"' + separator + name
-        if field in data:
-            return data.replace(field, b'"model":' + orjson.dumps(public), 1)
-    return None
 
 
 def _parse_chunk(route: ModelRoute, data: bytes) -> Payload:
