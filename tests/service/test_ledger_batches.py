@@ -59,8 +59,8 @@ async def test_a_large_batch_is_stored_whole_and_once(tmp_path: Path) -> None:
         assert await ledger.flush()
     finally:
         await engine.dispose()
-    stored = {row.id: row for row in await ledger_rows(url)}
+    stored = {event.id: event for event in await ledger_rows(url)}
     assert len(stored) == len(rows)
     for expected in rows:
-        row = stored[expected["id"]]
-        assert {name: getattr(row, name) for name in expected} == expected
+        event = stored[expected["id"]]
+        assert {name: getattr(event, name) for name in expected} == expected
