@@ -8,6 +8,7 @@ import asyncio
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -142,3 +143,22 @@ async def test_a_restarted_server_is_reconnected_to(server: RedisServer) -> None
             assert await client.call("PING") == "PONG"
     finally:
         await client.close()
+
+
+async def test_a_unix_socket_url_is_used(tmp_path: Path) -> None:
+    binary = find_redis_server()
+    assert binary is not None
+    socket_path = tmp_path / "redis.sock"
+    server = RedisServer(binary, "--unixsocket", str(socket_path))
+    server.start()
+    client = RespClient(f"unix://{socket_path}?db=2", stale_after=2.0)
+    try:
+        assert await client.call("SET", "resp:unix", "yes") == "OK"
+        assert await client.call("GET", "resp:unix") == b"yes"
+        # SELECT 2 came from the URL: database 0 over TCP does not have the key.
+        tcp = RespClient(server.url, stale_after=2.0)
+        assert await tcp.call("GET", "resp:unix") is None
+        await tcp.close()
+    finally:
+        await client.close()
+        server.destroy()
