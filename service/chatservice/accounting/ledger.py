@@ -60,6 +60,8 @@ class UsageLedger:
         self._sqlite = engine.dialect.name != "postgresql"
         insert = sqlite.insert if self._sqlite else postgresql.insert
         self._statement = insert(UsageEvent).on_conflict_do_nothing(index_elements=["id"])
+        # For SQLite's hand-built inserts: each column's conversion, as SQLAlchemy's.
+        self._processors = [(c.name, c.type.bind_processor(engine.dialect)) for c in _COLUMNS]
 
     @property
     def queued(self) -> int:
@@ -162,11 +164,9 @@ class UsageLedger:
 
     def _values(self, rows: list[Row]) -> tuple[Any, ...]:
         """The rows' values, in column order, converted as SQLAlchemy converts them."""
-        dialect = self._engine.dialect
-        processors = [(c.name, c.type.bind_processor(dialect)) for c in _COLUMNS]
         values: list[Any] = []
         for row in rows:
-            values += (row[name] if p is None else p(row[name]) for name, p in processors)
+            values += (row[name] if p is None else p(row[name]) for name, p in self._processors)
         return tuple(values)
 
 

@@ -5,8 +5,6 @@ client left before the answer."""
 
 from __future__ import annotations
 
-import asyncio
-
 import orjson
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import Request
@@ -92,12 +90,7 @@ async def _event_stream(
     client's disconnect while the response is written."""
     watch = DisconnectWatch(request.receive)
     try:
-        events = await completion.open_stream(include_usage)
-    except asyncio.CancelledError:
-        watch.stop()
-        if watch.took_back():
-            raise ClientDisconnectedError from None
-        raise
+        events = await watch.guard(completion.open_stream(include_usage))
     except BaseException:
         watch.stop()
         raise

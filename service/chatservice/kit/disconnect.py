@@ -54,16 +54,21 @@ class DisconnectWatch:
         self._task.uncancel()
         return True
 
+    async def guard(self, work: Awaitable[T]) -> T:
+        """Await `work`; `ClientDisconnectedError` if this watch cancelled it."""
+        try:
+            return await work
+        except asyncio.CancelledError:
+            if self.took_back():
+                raise ClientDisconnectedError from None
+            raise
+
 
 async def cancel_on_disconnect(receive: Receive, work: Awaitable[T]) -> T:
     """Await `work`, cancelling it (and so the upstream call) if the client disconnects;
     `ClientDisconnectedError` then."""
     watch = DisconnectWatch(receive)
     try:
-        return await work
-    except asyncio.CancelledError:
-        if watch.took_back():
-            raise ClientDisconnectedError from None
-        raise
+        return await watch.guard(work)
     finally:
         watch.stop()
