@@ -19,6 +19,7 @@ from chatservice import __version__
 from chatservice.accounting.build import build_accounting
 from chatservice.api import api_router
 from chatservice.auth.login import LoginGuard
+from chatservice.chat.endpoints import create_chat_completion
 from chatservice.chat.schemas import ChatCompletionRequest
 from chatservice.chat.usage import load_token_counters
 from chatservice.config import Settings
@@ -34,11 +35,13 @@ from chatservice.kit import exception_handlers
 from chatservice.kit.api_docs import with_security_and_errors
 from chatservice.kit.body_limit import BodySizeLimitMiddleware
 from chatservice.kit.cors import BrowserCORSMiddleware
+from chatservice.kit.direct_routes import DirectRoutesMiddleware
 from chatservice.kit.draining import mark_draining_on_sigterm
 from chatservice.kit.request_body import document_bodies
 from chatservice.kit.v1_alias import V1AliasMiddleware
 from chatservice.observability import exemplars, metrics, tracing
 from chatservice.observability.middleware import RequestContextMiddleware
+from chatservice.relay.endpoints import create_completion, create_embeddings
 from chatservice.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -152,6 +155,13 @@ def create_app(
         document_bodies(app, [ChatCompletionRequest])
     )
     exception_handlers.install(app)
+    # Innermost: what every other layer does still applies to the hot routes.
+    app.add_middleware(
+        DirectRoutesMiddleware,
+        routes=app.router.routes,
+        endpoints=(create_chat_completion, create_completion, create_embeddings),
+        exception_handlers=app.exception_handlers,
+    )
     # Inside CORS, so a refused body still carries the headers a browser needs to read it.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     if settings.cors_origins:

@@ -42,6 +42,34 @@ async def test_a_500_says_nothing_internal_and_logs_the_traceback_with_the_reque
     assert SECRET_DETAIL in line["traceback"]
 
 
+async def test_a_bug_in_the_chat_route_is_the_same_500(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The chat route is answered outside FastAPI's request handling (direct_routes.py):
+    what it does not handle still ends as the one 500 with the request id."""
+    app = create_app(make_settings(pg_url))
+    caplog.set_level(logging.ERROR, logger="chatservice.errors")
+    async with serve(app) as http:
+
+        async def broken(*args: object) -> None:
+            raise RuntimeError(SECRET_DETAIL)
+
+        app.state.runtime.accounting.admit = broken
+        response = await http.post(
+            "/v1/chat/completions",
+            headers=AUTH,
+            json={"model": "echo", "messages": [{"role": "user", "content": "hi"}]},
+        )
+
+    assert response.status_code == 500
+    assert response.json()["error"]["type"] == "server_error"
+    assert "hunter2" not in response.text
+    record = next(r for r in caplog.records if r.name == "chatservice.errors")
+    line = json.loads(JsonFormatter().format(record))
+    assert line["request_id"] == response.headers["x-request-id"]
+    assert SECRET_DETAIL in line["traceback"]
+
+
 async def test_client_request_id_is_echoed_when_safe(client: Any) -> None:
     ok = await client.get("/api/v1/health/live", headers={"X-Request-ID": "trace-abc.123"})
     assert ok.headers["x-request-id"] == "trace-abc.123"

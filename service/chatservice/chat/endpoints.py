@@ -10,7 +10,7 @@ from chatservice.chat.schemas import ChatCompletion, ChatCompletionRequest
 from chatservice.config import API_PREFIX
 from chatservice.errors import InvalidRequestError
 from chatservice.kit.api_docs import AUTH_ERRORS, AUTHENTICATED, error_responses
-from chatservice.kit.deps import CurrentKey, runtime_of
+from chatservice.kit.deps import get_current_key, runtime_of
 from chatservice.kit.request_body import body_openapi, parse_body
 from chatservice.observability.context import current_record
 
@@ -31,9 +31,10 @@ router = APIRouter(prefix=API_PREFIX, tags=["chat"])
     summary="Create a chat completion (OpenAI-compatible)",
     openapi_extra={**body_openapi(ChatCompletionRequest), **AUTHENTICATED},
 )
-async def create_chat_completion(request: Request, key: CurrentKey) -> Response:
-    # The body and the runtime are not parameters: FastAPI's body parameter and each
-    # dependency cost more than the rest of this function (see request_body.py).
+async def create_chat_completion(request: Request) -> Response:
+    # Nothing but the request is a parameter, so the route is a direct one (direct_routes.py):
+    # FastAPI's body parameter and dependency solving cost more than this whole function.
+    key = await get_current_key(request)
     body = await parse_body(request, ChatCompletionRequest)
     runtime = runtime_of(request)
     record = current_record()

@@ -12,7 +12,7 @@ from chatservice.config import API_PREFIX
 from chatservice.inference.base import Api, Payload
 from chatservice.keys.service import Principal
 from chatservice.kit.api_docs import AUTH_ERRORS, AUTHENTICATED, error_responses
-from chatservice.kit.deps import CurrentKey, runtime_of
+from chatservice.kit.deps import get_current_key, runtime_of
 from chatservice.kit.request_body import body_openapi, parse_body
 from chatservice.observability.context import current_record
 from chatservice.relay.backend import RelayedApi
@@ -29,7 +29,8 @@ ERRORS = error_responses(400, *AUTH_ERRORS, 403, 404, 429, 502, 504)
     summary="Create embeddings (OpenAI-compatible, relayed to the model's upstream)",
     openapi_extra={**body_openapi(EmbeddingRequest), **AUTHENTICATED},
 )
-async def create_embeddings(request: Request, key: CurrentKey) -> Response:
+async def create_embeddings(request: Request) -> Response:
+    key = await get_current_key(request)
     body = await parse_body(request, EmbeddingRequest)
     return await _relay(request, key, "embeddings", body.model, body.upstream_payload())
 
@@ -40,7 +41,8 @@ async def create_embeddings(request: Request, key: CurrentKey) -> Response:
     summary="Create a text completion (legacy OpenAI API, relayed to the model's upstream)",
     openapi_extra={**body_openapi(CompletionRequest), **AUTHENTICATED},
 )
-async def create_completion(request: Request, key: CurrentKey) -> Response:
+async def create_completion(request: Request) -> Response:
+    key = await get_current_key(request)
     body = await parse_body(request, CompletionRequest)
     return await _relay(request, key, "completions", body.model, body.upstream_payload())
 
