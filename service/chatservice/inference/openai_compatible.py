@@ -38,6 +38,7 @@ from chatservice.inference.upstream_errors import (
     status_error,
 )
 from chatservice.inference.upstream_health import UpstreamChecks
+from chatservice.kit.read_timer import ReadTimer
 
 log = logging.getLogger("chatservice.upstream")
 
@@ -72,19 +73,23 @@ class OpenAIBackend:
     ) -> bytes:
         """The whole body, failing when the upstream goes silent for the chunk timeout."""
         parts: list[bytes] = []
-        while True:
-            part = await self._read(
-                route, response.content.readany, deadline, "sending its answer", mid_stream=False
-            )
-            if not part:
-                return b"".join(parts)
-            parts.append(part)
+        timer = ReadTimer(self._settings.upstream_chunk_timeout, deadline)
+        try:
+            while True:
+                part = await self._read(
+                    route, timer, response.content.readany, "sending its answer", mid_stream=False
+                )
+                if not part:
+                    return b"".join(parts)
+                parts.append(part)
+        finally:
+            timer.close()
 
     async def _read(
         self,
         route: ModelRoute,
+        timer: ReadTimer,
         read: Callable[[], Awaitable[bytes]],
-        deadline: float,
         stopped: str,
         *,
         mid_stream: bool,
@@ -92,9 +97,7 @@ class OpenAIBackend:
         """One read of the upstream's body, failing when it goes silent for the chunk timeout
         (or the total deadline comes first)."""
         try:
-            timeout = min(self._settings.upstream_chunk_timeout, _remaining(deadline))
-            async with asyncio.timeout(timeout):
-                return await read()
+            return await timer.read(read)
         except TimeoutError:
             log.warning(
                 f"upstream stopped {stopped}",
@@ -122,6 +125,7 @@ class OpenAIBackend:
         # nothing is retried once a byte may have reached the client.
         route, response = sent.route, sent.response
         fields = DataFields(route.name)
+        timer = ReadTimer(self._settings.upstream_chunk_timeout, deadline)
         finished = False
         try:
             while not finished:
@@ -130,7 +134,7 @@ class OpenAIBackend:
                 started = time.perf_counter()
                 try:
                     data = await self._read(
-                        route, response.content.readany, deadline, "sending", mid_stream=True
+                        route, timer, response.content.readany, "sending", mid_stream=True
                     )
                 finally:
                     stats.upstream_seconds += time.perf_counter() - started
@@ -156,6 +160,7 @@ class OpenAIBackend:
                 if failure is not None:
                     raise failure
         finally:
+            timer.close()
             if finished:
                 response.release()
             else:
