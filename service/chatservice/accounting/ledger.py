@@ -1,6 +1,6 @@
 """The usage ledger's writer: rows are queued in memory by the request and written by one task
 per worker in batches (one multi-row insert each), every `flush_interval` seconds or as soon as
-`batch_size` rows wait.
+`batch_size` rows wait. A SQLite file is written in the event loop itself (sqlite_writer.py).
 
 When the database cannot take a batch, its rows go back to the front of the queue and are
 written once it answers again; a worker holds at most `max_held` rows, and rows beyond that are
@@ -12,8 +12,8 @@ once.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
+import sqlite3
 import time
 from collections import deque
 from typing import Any
@@ -23,6 +23,7 @@ from opentelemetry.trace import Tracer
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from chatservice.accounting.sqlite_writer import ROWS_PER_TRANSACTION, SQLiteWriter
 from chatservice.accounting.tables import UsageEvent
 from chatservice.db.outage import DATABASE_ERRORS, ThrottledLog, within
 from chatservice.observability import metrics
@@ -31,8 +32,8 @@ log = logging.getLogger(__name__)
 ledger_log = ThrottledLog(logging.getLogger("chatservice.ledger"), interval=30.0)
 
 Row = dict[str, Any]
-# SQLite allows 32,766 parameters a statement; a row has about 20.
-SQLITE_ROWS_PER_INSERT = 1000
+# A write the database refused: the rows are held and written again.
+_WRITE_ERRORS = (*DATABASE_ERRORS, sqlite3.Error)
 
 
 class UsageLedger:
@@ -57,11 +58,15 @@ class UsageLedger:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self._sqlite = engine.dialect.name != "postgresql"
-        insert = sqlite.insert if self._sqlite else postgresql.insert
+        is_sqlite = engine.dialect.name != "postgresql"
+        insert = sqlite.insert if is_sqlite else postgresql.insert
         self._statement = insert(UsageEvent).on_conflict_do_nothing(index_elements=["id"])
-        # For SQLite's hand-built inserts: each column's conversion, as SQLAlchemy's.
-        self._processors = [(c.name, c.type.bind_processor(engine.dialect)) for c in _COLUMNS]
+        database = engine.url.database if is_sqlite else None
+        self._sqlite: SQLiteWriter | None = None
+        if database and database != ":memory:":
+            self._sqlite = SQLiteWriter(database, engine.dialect)
+            # Written in the event loop: short transactions keep it answering requests.
+            self._batch_size = min(batch_size, ROWS_PER_TRANSACTION)
 
     @property
     def queued(self) -> int:
@@ -102,6 +107,8 @@ class UsageLedger:
             metrics.LEDGER_DROPPED.inc(len(self._queue))
             metrics.LEDGER_QUEUED.dec(len(self._queue))
             self._queue.clear()
+        if self._sqlite is not None:
+            self._sqlite.close()
 
     async def _run(self) -> None:
         while not self._closing:
@@ -118,6 +125,7 @@ class UsageLedger:
         while self._queue:
             if not await self._write_batch(self._write_timeout):
                 return False
+            await asyncio.sleep(0)  # requests go on between batches
         return True
 
     async def _write_batch(self, seconds: float) -> bool:
@@ -126,7 +134,7 @@ class UsageLedger:
         started = time.perf_counter()
         try:
             await within(seconds, self._insert(batch))
-        except DATABASE_ERRORS as exc:
+        except _WRITE_ERRORS as exc:
             self._queue.extendleft(reversed(batch))
             metrics.LEDGER_WRITE_FAILURES.inc()
             ledger_log.warning("database unreachable: usage rows held", cause=exc)
@@ -149,34 +157,8 @@ class UsageLedger:
             await self._execute(batch)
 
     async def _execute(self, batch: list[Row]) -> None:
+        if self._sqlite is not None:
+            self._sqlite.write(batch)
+            return
         async with self._engine.begin() as connection:
-            if not self._sqlite:
-                await connection.execute(self._statement, batch)
-                return
-            # SQLite runs in aiosqlite's thread, and an executemany there takes the GIL back
-            # after every row: with the event loop busy, each wait is up to the interpreter's
-            # switch interval, and at a thousand requests a second the ledger fell behind
-            # (38,000 rows held after 70,000 requests). One multi-row INSERT is one step;
-            # it is written here because SQLAlchemy compiles one anew for every batch.
-            for start in range(0, len(batch), SQLITE_ROWS_PER_INSERT):
-                rows = batch[start : start + SQLITE_ROWS_PER_INSERT]
-                await connection.exec_driver_sql(_sqlite_insert(len(rows)), self._values(rows))
-
-    def _values(self, rows: list[Row]) -> tuple[Any, ...]:
-        """The rows' values, in column order, converted as SQLAlchemy converts them."""
-        values: list[Any] = []
-        for row in rows:
-            values += (row[name] if p is None else p(row[name]) for name, p in self._processors)
-        return tuple(values)
-
-
-_COLUMNS = list(UsageEvent.__table__.columns)
-
-
-@functools.cache
-def _sqlite_insert(rows: int) -> str:
-    one = "(" + ", ".join("?" * len(_COLUMNS)) + ")"
-    names = ", ".join(column.name for column in _COLUMNS)
-    # Names from the table's definition; every value is a parameter.
-    sql = f"INSERT INTO {UsageEvent.__tablename__} ({names}) VALUES "  # noqa: S608
-    return sql + ", ".join([one] * rows) + " ON CONFLICT (id) DO NOTHING"
+            await connection.execute(self._statement, batch)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -53,7 +53,20 @@ def create_engine(settings: Settings) -> AsyncEngine:
                 },
             },
         )
-    return create_async_engine(url, **kwargs)
+    engine = create_async_engine(url, **kwargs)
+    if settings.is_sqlite:
+        event.listen(engine.sync_engine, "connect", sqlite_pragmas)
+    return engine
+
+
+def sqlite_pragmas(connection: Any, _record: object = None) -> None:
+    """WAL mode (kept by the file) lets readers go on while a worker writes, and with
+    `synchronous=NORMAL` a commit appends to the log without waiting for the disk: a crash
+    may lose the last commits, never the file. Not for a file on a network filesystem."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
