@@ -214,6 +214,25 @@ class Load:
     p99_ms: float
 
 
+def drain_ledger(server: Server, limit: float = 60.0) -> float:
+    """Seconds until a service's ledger has written the rows of the run that just ended: left
+    to itself it would write them during the next system's run, on the same cores."""
+    if server.name != "service":
+        return 0.0
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        exposition = httpx.get(f"http://127.0.0.1:{server.port}/metrics", timeout=5).text
+        queued = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in exposition.splitlines()
+            if line.startswith("chatservice_ledger_queued_events")
+        )
+        if queued == 0:
+            break
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
 def wrk(server: Server, body: dict[str, object], connections: int, seconds: int) -> Load:
     fd, name = tempfile.mkstemp(suffix=".lua")
     os.close(fd)
@@ -388,6 +407,7 @@ def main() -> None:
                         results.add(f"{mode} {name} c{c} rps", load.rps)
                         results.add(f"{mode} {name} c{c} cpu", load.cpu_ms_per_request)
                         results.add(f"{mode} {name} c{c} wrk p99", load.p99_ms)
+                        results.add(f"{mode} {name} c{c} drain", drain_ledger(server))
         if args.memory_requests:
             print(f"memory: {args.memory_requests} requests", file=sys.stderr)
             done = 0
@@ -445,6 +465,11 @@ def report(
                     f"  {mode:6} c={c:<4} {name:10} {med(f'{mode} {name} c{c} rps'):8.0f} req/s"
                     f"  cpu {med(f'{mode} {name} c{c} cpu'):5.2f} ms"
                     f"  p99 {med(f'{mode} {name} c{c} wrk p99'):7.2f} ms"
+                    + (
+                        f"  ledger done {drain:4.1f} s later"
+                        if (drain := med(f"{mode} {name} c{c} drain")) > 0
+                        else ""
+                    )
                 )
     print("\nChatService against the bare passthrough (same run):")
     for mode in MODES:

@@ -69,6 +69,13 @@ def thread_cpu(pid: int) -> dict[int, float]:
     return seconds
 
 
+def thread_names(pid: int) -> dict[int, str]:
+    names: dict[int, str] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        names[int(task.name)] = (task / "comm").read_text().strip()
+    return names
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mode", choices=sorted(MODES), default="stream")
@@ -123,8 +130,10 @@ def main() -> None:
         load = wrk(service, body, args.connections, args.seconds)
         sampler.join()
         after = thread_cpu(worker)
+        names = thread_names(worker)
     main_thread = after.get(worker, 0.0) - before.get(worker, 0.0)
     others = sum(after.values()) - sum(before.values()) - main_thread
+    busy = {tid: after[tid] - before.get(tid, 0.0) for tid in after if tid != worker}
     shares = self_time(raw.read_text())
     total = sum(shares.values()) or 1
     print(
@@ -135,6 +144,10 @@ def main() -> None:
         f"CPU: event loop thread {1000 * main_thread / load.requests:.3f} ms, other threads "
         f"(SQLite, exporters) {1000 * others / load.requests:.3f} ms per request"
     )
+    for tid, seconds in sorted(busy.items(), key=lambda item: -item[1])[:5]:
+        if seconds > 0:
+            name = names.get(tid, "?")
+            print(f"  thread {tid} ({name}): {1000 * seconds / load.requests:.3f} ms per request")
     for package, count in shares.most_common(25):
         print(f"  {package:32} {100 * count / total:5.1f} %")
     shutil.rmtree(workdir, ignore_errors=True)
