@@ -8,8 +8,9 @@ the app's own middleware, calls such endpoints itself:
 
 - what is outside it (the request id, metrics and access log, CORS, the body limit) applies
   as before, and `scope["route"]` names the same route template FastAPI would;
-- an exception gets the handler the app registered for it (the same envelopes); one without a
-  handler propagates, as it would from FastAPI, to the request context's 500;
+- an exception from the endpoint gets the handler the app registered for it (the same
+  envelopes); one without a handler propagates, as it would from FastAPI, to the request
+  context's 500;
 - the route stays an APIRoute, so the OpenAPI document is unchanged, and any other method or
   path goes on to FastAPI (a GET gets its 405).
 """
@@ -24,7 +25,7 @@ from fastapi.routing import iter_route_contexts
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 # As Starlette's app keeps them: a handler may be plain or async.
@@ -59,23 +60,17 @@ class DirectRoutesMiddleware:
         route, endpoint = direct
         scope["route"] = route  # FastAPI's router records the match here too
         request = Request(scope, receive, send)
-        started = False
-
-        async def tracked_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
         try:
             response = await endpoint(request)
-            await response(scope, receive, tracked_send)
         except Exception as exc:
             handler = self._handler_of(exc)
-            if handler is None or started:
+            if handler is None:
                 raise
             answer = handler(request, exc)
-            error_response = await answer if inspect.isawaitable(answer) else answer
-            await error_response(scope, receive, send)
+            response = await answer if inspect.isawaitable(answer) else answer
+        # Not inside the `try`: these responses send their start before anything that can
+        # fail, so what fails while one is sent is past any handler (as in FastAPI).
+        await response(scope, receive, send)
 
     def _handler_of(self, exc: Exception) -> Handler | None:
         for cls in type(exc).__mro__:
