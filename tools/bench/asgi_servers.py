@@ -26,7 +26,16 @@ from pathlib import Path
 
 from chatservice.observability.logs import logging_config
 from tests.ports import free_port
-from tools.bench.gateway_overhead import KEY, MODES, Server, bench_env, serve, serve_stub, wrk
+from tools.bench.gateway_overhead import (
+    KEY,
+    MODES,
+    Server,
+    bench_env,
+    serve,
+    serve_stub,
+    stub_models,
+    wrk,
+)
 
 
 def _granian(target: str, port: int, *, factory: bool, log_config: Path) -> list[str]:
@@ -64,9 +73,7 @@ def main() -> None:
     stub_url = f"http://127.0.0.1:{stub_port}/v1"
     env = {
         **bench_env(f"sqlite+aiosqlite:///{workdir / 'servers.db'}"),
-        "CHATSERVICE_MODELS": json.dumps(
-            [{"name": "bench", "backend": "openai", "base_url": stub_url, "upstream_model": "stub"}]
-        ),
+        "CHATSERVICE_MODELS": stub_models(stub_url),
         "CHATSERVICE_WORKERS": "1",
         "BARE_UPSTREAM": stub_url,
     }

@@ -60,6 +60,12 @@ def bench_env(database_url: str) -> dict[str, str]:
     }
 
 
+def stub_models(stub_url: str) -> str:
+    """`CHATSERVICE_MODELS` for one model, `bench`, served by the stub at `stub_url`."""
+    route = {"name": "bench", "backend": "openai", "base_url": stub_url, "upstream_model": "stub"}
+    return json.dumps([route])
+
+
 @dataclass
 class Server:
     name: str
@@ -310,9 +316,7 @@ def main() -> None:
     stub_url = f"http://127.0.0.1:{stub_port}/v1"
     env = {
         **bench_env(f"sqlite+aiosqlite:///{workdir / 'bench.db'}"),
-        "CHATSERVICE_MODELS": json.dumps(
-            [{"name": "bench", "backend": "openai", "base_url": stub_url, "upstream_model": "stub"}]
-        ),
+        "CHATSERVICE_MODELS": stub_models(stub_url),
     }
     auth = {"Authorization": f"Bearer {KEY}"}
     results = Results()

@@ -11,7 +11,6 @@ sample, attributed to the library (or the chatservice package) whose file it is 
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shutil
 import subprocess
@@ -30,6 +29,7 @@ from tools.bench.gateway_overhead import (
     bench_env,
     serve,
     serve_stub,
+    stub_models,
     wrk,
 )
 
@@ -89,16 +89,7 @@ def main() -> None:
     stub_port, port = free_port(), free_port()
     env = {
         **bench_env(f"sqlite+aiosqlite:///{workdir / 'profile.db'}"),
-        "CHATSERVICE_MODELS": json.dumps(
-            [
-                {
-                    "name": "bench",
-                    "backend": "openai",
-                    "base_url": f"http://127.0.0.1:{stub_port}/v1",
-                    "upstream_model": "stub",
-                }
-            ]
-        ),
+        "CHATSERVICE_MODELS": stub_models(f"http://127.0.0.1:{stub_port}/v1"),
         "CHATSERVICE_PORT": str(port),
         "CHATSERVICE_WORKERS": "1",
         "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
