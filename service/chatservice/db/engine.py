@@ -33,13 +33,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
     url = settings.database_url
     kwargs: dict[str, Any] = {"pool_pre_ping": settings.db_pool_pre_ping}
     if settings.is_sqlite:
-        kwargs["connect_args"] = {
-            "timeout": settings.db_connect_timeout,
-            # sqlite3 keeps up to this many prepared statements per connection (default 128);
-            # the ledger's multi-row inserts are large (about 0.6 MB each prepared) and of many
-            # sizes, so the default let a worker's memory grow by some 80 MB.
-            "cached_statements": 16,
-        }
+        # The ledger writes on a connection of its own (accounting/sqlite_writer.py).
+        kwargs["connect_args"] = {"timeout": settings.db_connect_timeout}
     else:
         kwargs.update(
             pool_size=settings.db_pool_size,
