@@ -6,11 +6,9 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import aiohttp
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi_offline import FastAPIOffline
-from opentelemetry.instrumentation.aiohttp_client import create_trace_config
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
@@ -37,6 +35,7 @@ from chatservice.kit.body_limit import BodySizeLimitMiddleware
 from chatservice.kit.cors import BrowserCORSMiddleware
 from chatservice.kit.direct_routes import DirectRoutesMiddleware
 from chatservice.kit.draining import mark_draining_on_sigterm
+from chatservice.kit.http_client import HTTPClient
 from chatservice.kit.request_body import document_bodies
 from chatservice.kit.v1_alias import V1AliasMiddleware
 from chatservice.observability import exemplars, metrics, tracing
@@ -67,11 +66,10 @@ def create_app(
             SQLAlchemyInstrumentor().instrument(
                 engine=engine.sync_engine, tracer_provider=tracer_provider
             )
-        http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=settings.upstream_pool_size, ttl_dns_cache=300),
-            trace_configs=[create_trace_config(tracer_provider=tracer_provider)]
-            if tracer_provider is not None
-            else None,
+        http = HTTPClient(
+            limit=settings.upstream_pool_size,
+            connect_timeout=settings.upstream_connect_timeout,
+            tracer_provider=tracer_provider,
         )
         sessionmaker = create_sessionmaker(engine)
         tracer = (

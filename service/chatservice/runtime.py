@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import aiohttp
 from opentelemetry.trace import Tracer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -17,6 +16,7 @@ from chatservice.config import Settings
 from chatservice.db.schema_history import SchemaHistory
 from chatservice.inference.routing import RoutingTable
 from chatservice.keys.service import KeyAuthenticator
+from chatservice.kit.http_client import HTTPClient
 
 
 @dataclass(slots=True)
@@ -24,7 +24,7 @@ class Runtime:
     settings: Settings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
-    http: aiohttp.ClientSession
+    http: HTTPClient
     routing: RoutingTable
     authenticator: KeyAuthenticator
     schema: SchemaHistory

@@ -1,4 +1,4 @@
-"""The `openai` backend: any OpenAI-compatible upstream over a pooled aiohttp session.
+"""The `openai` backend: any OpenAI-compatible upstream over pooled keep-alive connections.
 
 Timeouts are separate for connecting, the first byte (response headers), any silence while
 the body or stream arrives, and the whole call. Retries happen only before the first byte, on
@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import orjson
 
 from chatservice.config import ModelRoute, Settings
@@ -38,6 +37,12 @@ from chatservice.inference.upstream_errors import (
     status_error,
 )
 from chatservice.inference.upstream_health import UpstreamChecks
+from chatservice.kit.http_client import (
+    ConnectError,
+    HTTPClient,
+    HTTPClientError,
+    Response,
+)
 from chatservice.kit.read_timer import ReadTimer
 
 log = logging.getLogger("chatservice.upstream")
@@ -47,37 +52,30 @@ TOKEN_LIMIT_FIELDS = ("max_completion_tokens", "max_tokens")
 
 
 class OpenAIBackend:
-    def __init__(self, session: aiohttp.ClientSession, settings: Settings) -> None:
-        self._session = session
+    def __init__(self, http: HTTPClient, settings: Settings) -> None:
+        self._http = http
         self._settings = settings
-        # aiohttp only bounds connecting (first-byte and total limits are asyncio timeouts
-        # below); one object serves every request.
-        self._connect_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=settings.upstream_connect_timeout
-        )
         self._pools = {
             route.name: EndpointPool(route, settings)
             for route in settings.models
             if route.backend == "openai"
         }
         self._checks = UpstreamChecks(
-            session, settings.health_backend_timeout, settings.health_backend_cache_ttl
+            http, settings.health_backend_timeout, settings.health_backend_cache_ttl
         )
 
     async def complete(self, route: ModelRoute, payload: Payload, stats: CallStats) -> Payload:
         sent, body = await self._answer(route, payload, stats, "chat/completions")
         return _completion(sent.route, body, stats)
 
-    async def _read_body(
-        self, route: ModelRoute, response: aiohttp.ClientResponse, deadline: float
-    ) -> bytes:
+    async def _read_body(self, route: ModelRoute, response: Response, deadline: float) -> bytes:
         """The whole body, failing when the upstream goes silent for the chunk timeout."""
         parts: list[bytes] = []
         timer = ReadTimer(self._settings.upstream_chunk_timeout, deadline)
         try:
             while True:
                 part = await self._read(
-                    route, timer, response.content.readany, "sending its answer", mid_stream=False
+                    route, timer, response.readany, "sending its answer", mid_stream=False
                 )
                 if not part:
                     return b"".join(parts)
@@ -106,7 +104,7 @@ class OpenAIBackend:
             raise UpstreamTimeoutError(
                 f"The upstream for `{route.name}` stopped {stopped}."
             ) from None
-        except aiohttp.ClientError as exc:
+        except HTTPClientError as exc:
             raise broken(route, exc, mid_stream=mid_stream) from exc
 
     async def stream(
@@ -134,7 +132,7 @@ class OpenAIBackend:
                 started = time.perf_counter()
                 try:
                     data = await self._read(
-                        route, timer, response.content.readany, "sending", mid_stream=True
+                        route, timer, response.readany, "sending", mid_stream=True
                     )
                 finally:
                     stats.upstream_seconds += time.perf_counter() - started
@@ -286,14 +284,14 @@ class OpenAIBackend:
             try:
                 timeout = min(self._settings.upstream_first_byte_timeout, _remaining(deadline))
                 async with asyncio.timeout(timeout):
-                    response = await self._session.post(
+                    response = await self._http.request(
+                        "POST",
                         endpoint.url + "/" + path,
-                        data=body,
+                        body=body,
                         headers={
                             **_endpoint_headers(route, endpoint),
                             "Content-Type": "application/json",
                         },
-                        timeout=self._connect_timeout,
                         server_hostname=endpoint.server_hostname,
                     )
             except TimeoutError:
@@ -306,12 +304,12 @@ class OpenAIBackend:
                 raise UpstreamTimeoutError(
                     f"The upstream for `{route.name}` did not answer in time."
                 ) from None
-            except aiohttp.ClientConnectionError as exc:
+            except HTTPClientError as exc:
                 pool.release(endpoint)
                 pool.failed(endpoint, type(exc).__name__)
                 failure = broken(route, exc)
-                if isinstance(exc, aiohttp.ServerDisconnectedError):
-                    raise failure from exc  # it may have started the work: not retried
+                if not isinstance(exc, ConnectError):
+                    raise failure from exc  # the request went out, it may have started the work
                 continue
             except BaseException:
                 pool.release(endpoint)
@@ -328,9 +326,9 @@ class OpenAIBackend:
             elif response.status >= 500:
                 pool.failed(endpoint, str(response.status))
             if response.status in RETRYABLE_STATUSES:
-                failure = await status_error(route, response)
+                failure = await status_error(route, response, self._settings.upstream_chunk_timeout)
                 continue
-            raise await status_error(route, response)
+            raise await status_error(route, response, self._settings.upstream_chunk_timeout)
         assert failure is not None  # noqa: S101 - the loop ran and failed at least once
         raise _Retryable(failure)
 
@@ -356,7 +354,7 @@ class OpenAIBackend:
 class _Sent:
     """An upstream's answer that started (headers < 400) and the endpoint it holds."""
 
-    response: aiohttp.ClientResponse
+    response: Response
     route: ModelRoute
     pool: EndpointPool
     endpoint: Endpoint

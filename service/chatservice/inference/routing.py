@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import aiohttp
-
 from chatservice.config import ModelRoute, Settings
 from chatservice.errors import InvalidRequestError, NotFoundError
 from chatservice.inference.base import ChatBackend
 from chatservice.inference.echo import EchoBackend
 from chatservice.inference.endpoint_pool import EndpointPool, EndpointReport
 from chatservice.inference.openai_compatible import OpenAIBackend
+from chatservice.kit.http_client import HTTPClient
 
 
 class RoutingTable:
-    def __init__(self, settings: Settings, http: aiohttp.ClientSession) -> None:
+    def __init__(self, settings: Settings, http: HTTPClient) -> None:
         self._routes = settings.routes
         self._openai = OpenAIBackend(http, settings)
         self._backends: dict[str, ChatBackend] = {

@@ -3,10 +3,10 @@ line (with the request id, added by the log formatter) that keeps what the clien
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
-import aiohttp
 import orjson
 
 from chatservice.config import ModelRoute
@@ -18,19 +18,26 @@ from chatservice.errors import (
     UpstreamRateLimitError,
     UpstreamUnreachableError,
 )
+from chatservice.kit.http_client import HTTPClientError, Response
 from chatservice.observability.context import current_record
 
 log = logging.getLogger("chatservice.upstream")
 
 # Enough of an upstream's error body to see its reason, not enough to flood the log.
 LOGGED_BODY_CHARS = 2000
+# The most of an error body read (for its message): the rest is dropped with the connection.
+ERROR_BODY_BYTES = 64 * 1024
 
 
-async def status_error(route: ModelRoute, response: aiohttp.ClientResponse) -> ChatServiceError:
+async def status_error(
+    route: ModelRoute, response: Response, read_seconds: float
+) -> ChatServiceError:
+    """What the upstream's error answer means, its body read for at most `read_seconds`."""
     status = response.status
     try:
-        raw = await response.read()
-    except aiohttp.ClientError:
+        async with asyncio.timeout(read_seconds):
+            raw = await response.read(ERROR_BODY_BYTES)
+    except (HTTPClientError, TimeoutError):
         raw = b""
     finally:
         response.release()

@@ -10,11 +10,11 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-import aiohttp
 import orjson
 
 from chatservice.config import ModelRoute
 from chatservice.inference.base import HEALTHY, BackendHealth
+from chatservice.kit.http_client import HTTPClient, HTTPClientError
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,9 +26,9 @@ class _ModelList:
 
 
 class UpstreamChecks:
-    def __init__(self, session: aiohttp.ClientSession, timeout: float, ttl: float) -> None:
-        self._session = session
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+    def __init__(self, http: HTTPClient, timeout: float, ttl: float) -> None:
+        self._http = http
+        self._timeout = timeout
         self._ttl = ttl
         self._cache: dict[tuple[str, str], tuple[float, asyncio.Task[_ModelList]]] = {}
 
@@ -67,14 +67,18 @@ class UpstreamChecks:
         self, url: str, headers: dict[str, str], server_hostname: str | None
     ) -> _ModelList:
         try:
-            async with self._session.get(
-                url, headers=headers, timeout=self._timeout, server_hostname=server_hostname
-            ) as response:
-                status = response.status
-                body = await response.read()
+            async with asyncio.timeout(self._timeout):
+                response = await self._http.request(
+                    "GET", url, headers=headers, server_hostname=server_hostname
+                )
+                try:
+                    status = response.status
+                    body = await response.read()
+                finally:
+                    response.release()
         except TimeoutError:
             return _failed("unavailable", "the upstream did not answer in time")
-        except aiohttp.ClientError as exc:
+        except HTTPClientError as exc:
             return _failed(
                 "unavailable", f"the upstream could not be reached ({type(exc).__name__})"
             )
