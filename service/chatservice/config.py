@@ -158,10 +158,17 @@ class ModelRoute(BaseModel):
 
     def upstream_api_key(self) -> str | None:
         if self.api_key is not None:
-            return self.api_key.get_secret_value()
+            return self.api_key.get_secret_value().strip()
         if self.api_key_env:
-            return os.environ.get(self.api_key_env)
+            return secret_from_env(self.api_key_env)
         return None
+
+
+def secret_from_env(name: str) -> str | None:
+    """The variable's value without surrounding whitespace: a Secret made from a file often
+    ends with its newline, which no key has and which no HTTP header may carry."""
+    value = os.environ.get(name)
+    return None if value is None else value.strip()
 
 
 DEFAULT_MODELS = (ModelRoute(name="echo", backend="echo"),)

@@ -14,7 +14,14 @@ import pytest
 from chatservice.config import ModelRoute
 from chatservice.main import create_app
 from tests.ports import free_port
-from tests.service.harness import AUTH, CHAT, make_settings, serve_on_loopback, sse_events
+from tests.service.harness import (
+    AUTH,
+    CHAT,
+    Served,
+    make_settings,
+    serve_on_loopback,
+    sse_events,
+)
 from tests.service.stub_upstream import REPLY, StubUpstream
 
 ASK = {"model": "upstream", "messages": [{"role": "user", "content": "hi"}]}
@@ -33,6 +40,24 @@ async def test_json_pass_through_uses_the_upstream_model_and_keeps_unknown_field
     assert sent["top_k"] == 7
     assert sent["seed"] == 3
     assert upstream.headers[0]["Authorization"] == "Bearer sk-upstream-secret"
+
+
+async def test_a_key_read_from_a_file_with_its_newline_is_sent_without_it(
+    open_client: Callable[..., Served], upstream: StubUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `kubectl create secret --from-file` keeps the file's last newline in the variable.
+    monkeypatch.setenv("TEST_UPSTREAM_KEY", "sk-from-a-file\n")
+    route = ModelRoute(
+        name="upstream",
+        backend="openai",
+        base_url=upstream.base_url,
+        upstream_model="stub-model-v1",
+        api_key_env="TEST_UPSTREAM_KEY",
+    )
+    async with open_client(models=[route]) as http:
+        response = await http.post(CHAT, headers=AUTH, json=ASK)
+    assert response.status_code == 200
+    assert upstream.headers[0]["Authorization"] == "Bearer sk-from-a-file"
 
 
 async def test_stream_pass_through(client: httpx.AsyncClient, upstream: StubUpstream) -> None:

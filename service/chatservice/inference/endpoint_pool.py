@@ -17,14 +17,13 @@ name resolves to (dns_discovery.py), keeping the state of those that stay.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Literal
 
-from chatservice.config import ModelRoute, Settings, UpstreamEndpoint
+from chatservice.config import ModelRoute, Settings, UpstreamEndpoint, secret_from_env
 from chatservice.errors import RateLimitError
 from chatservice.observability import metrics
 
@@ -63,7 +62,7 @@ class Endpoint:
 
     def key(self, route: ModelRoute) -> str | None:
         if self.config.api_key_env:
-            return os.environ.get(self.config.api_key_env)
+            return secret_from_env(self.config.api_key_env)
         return route.upstream_api_key()
 
     def state(self, now: float) -> Literal["healthy", "ejected", "rate_limited"]:
