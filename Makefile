@@ -95,6 +95,7 @@ bench: $(STAMP) ## Benchmark added latency and throughput against a loopback stu
 	$(PY) -m tools.bench.endpoint_selection
 	$(PY) -m tools.bench.gateway_configurations
 	$(PY) -m tools.bench.rate_limit_store
+	$(PY) -m tools.bench.ledger_ids
 
 .PHONY: run-operator
 run-operator: $(STAMP) ## Run the operator against the current kubeconfig (NAMESPACE=..., default: the context's; ALL=1 for every namespace)

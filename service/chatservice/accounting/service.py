@@ -21,6 +21,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from chatservice.accounting.budgets import Budget, BudgetTracker
+from chatservice.accounting.event_ids import new_event_id
 from chatservice.accounting.headers import duration, rate_limit_headers
 from chatservice.accounting.ledger import UsageLedger
 from chatservice.accounting.limit_settings import LimitSettings, Subject
@@ -130,7 +131,7 @@ class Admission:
         record = context.current_record()
         self.accounting.ledger.record(
             {
-                "id": uuid.uuid4(),
+                "id": new_event_id(),
                 "created_at": self.created_at,
                 "request_id": record.request_id if record is not None else "",
                 "key_id": self.principal.key_id,
