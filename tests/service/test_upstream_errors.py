@@ -13,6 +13,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from chatservice.config import ModelRoute
+from chatservice.inference import openai_compatible
 from chatservice.main import create_app
 from tests.service.harness import AUTH, CHAT, make_settings, serve_on_loopback, sse_events
 from tests.service.stub_upstream import ACCOUNT_DETAILS, StubUpstream
@@ -92,6 +93,19 @@ async def test_a_2xx_body_that_is_not_a_chat_completion_is_a_502(
     assert response.json()["error"]["type"] == "upstream_error"
     assert "model crashed" not in response.text
     assert completions("upstream", "false", outcome) == before + 1
+
+
+async def test_an_answer_larger_than_the_bound_is_a_502_and_the_next_request_is_served(
+    client: httpx.AsyncClient, upstream: StubUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(openai_compatible, "MAX_BODY_BYTES", 64 * 1024)  # the real one: 256 MiB
+    upstream.plan[:] = ["body:" + " " * 200 * 1024 + "{}"]
+    response = await client.post(CHAT, headers=AUTH, json=ASK)
+    assert response.status_code == 502
+    error = response.json()["error"]
+    assert error["code"] == "upstream_invalid_response"
+    assert "larger than 65536 bytes" in error["message"]
+    assert (await client.post(CHAT, headers=AUTH, json=ASK)).status_code == 200
 
 
 async def test_a_stalled_json_body_times_out_at_the_chunk_timeout(

@@ -49,6 +49,10 @@ log = logging.getLogger("chatservice.upstream")
 
 RETRYABLE_STATUSES = frozenset({429, 502, 503})
 TOKEN_LIMIT_FIELDS = ("max_completion_tokens", "max_tokens")
+# The most of a whole (non-streaming) answer read: generous for embeddings (2,048 inputs of
+# 3,072 dimensions are about 130 MB of JSON), a bound so that a broken upstream cannot fill a
+# worker's memory and take its other requests down with it. (A stream's lines: sse.py.)
+MAX_BODY_BYTES = 256 * 1024 * 1024
 
 
 class OpenAIBackend:
@@ -69,8 +73,10 @@ class OpenAIBackend:
         return _completion(sent.route, body, stats)
 
     async def _read_body(self, route: ModelRoute, response: Response, deadline: float) -> bytes:
-        """The whole body, failing when the upstream goes silent for the chunk timeout."""
+        """The whole body, failing when the upstream goes silent for the chunk timeout or
+        sends more than `MAX_BODY_BYTES`."""
         parts: list[bytes] = []
+        size = 0
         timer = ReadTimer(self._settings.upstream_chunk_timeout, deadline)
         try:
             while True:
@@ -79,6 +85,12 @@ class OpenAIBackend:
                 )
                 if not part:
                     return b"".join(parts)
+                size += len(part)
+                if size > MAX_BODY_BYTES:
+                    raise UpstreamInvalidResponseError(
+                        f"The upstream for `{route.name}` sent an answer larger than "
+                        f"{MAX_BODY_BYTES} bytes."
+                    )
                 parts.append(part)
         finally:
             timer.close()
