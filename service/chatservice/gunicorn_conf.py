@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from chatservice.config import Settings
-from chatservice.observability.logs import logging_config
+from chatservice.observability.logs import logging_config, make_records_cheap
 
 _settings = Settings()
 
@@ -28,6 +28,8 @@ keepalive = _settings.keepalive
 max_requests = _settings.max_requests
 max_requests_jitter = _settings.max_requests_jitter
 logconfig_dict = logging_config(_settings.log_level, _settings.log_repeats_per_minute)
+# Before the fork, so every worker's records are made without what no line shows.
+make_records_cheap()
 accesslog = None
 # The control socket lives under $HOME, which a read-only container filesystem does not allow.
 control_socket_disable = True
