@@ -14,7 +14,7 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
-from chatservice.accounting.resp import RespClient, Script
+from chatservice.accounting.resp import Encoded, RespClient, Script, encode
 from tests.service.redis_server import RedisServer, find_redis_server
 
 
@@ -81,6 +81,22 @@ async def test_a_script_the_server_forgot_is_sent_again(redis_url: str) -> None:
         await client.call("SCRIPT", "FLUSH")  # as after a Redis restart or failover
         assert await script(keys=["k"], args=[1]) == [2, b"k"]
         assert await client.call("SCRIPT", "EXISTS", script._sha) == [1]
+    finally:
+        await client.close()
+
+
+async def test_arguments_encoded_once_are_sent_as_the_same_arguments(redis_url: str) -> None:
+    keys, limits = Encoded.of("k1", b"k2"), Encoded.of("r", 100, "c", 7)
+    assert encode("EVALSHA", "sha", 2, keys, 5, limits) == encode(
+        "EVALSHA", "sha", 2, "k1", "k2", 5, "r", 100, "c", 7
+    )
+    client = RespClient(redis_url, stale_after=2.0)
+    script = Script(client, "return {KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[5]}")
+    try:
+        # The key count comes from the encoded keys: ARGV starts after them.
+        assert await script(keys=[keys], args=[5, limits]) == [b"k1", b"k2", b"5", b"r", b"7"]
+        sent = script.send(keys=[keys], args=[6, limits])
+        assert await asyncio.wait_for(sent, 2.0) == [b"k1", b"k2", b"6", b"r", b"7"]
     finally:
         await client.close()
 

@@ -52,9 +52,11 @@ class FileLimitStore:
             self._thread, self._admit, limits, tokens, lease, lease_ms
         )
 
-    async def settle(self, limits: tuple[Limit, ...], token_delta: int, lease: str) -> None:
+    def settle(
+        self, limits: tuple[Limit, ...], token_delta: int, lease: str
+    ) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._thread, self._settle, limits, token_delta, lease)
+        return loop.run_in_executor(self._thread, self._settle, limits, token_delta, lease)
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()

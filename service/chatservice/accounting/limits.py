@@ -9,9 +9,10 @@ held one died.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 WINDOW_MS = 60_000.0
 LimitKind = Literal["requests", "tokens", "concurrent"]
@@ -31,9 +32,9 @@ class Limit:
         return f"chatservice:ratelimit:{self.scope}:{self.subject_id}:{KIND_CODES[self.kind]}"
 
 
-@dataclass(frozen=True, slots=True)
-class LimitState:
-    """After a check: what is left of one limit, and in how many ms it is whole again."""
+class LimitState(NamedTuple):
+    """After a check: what is left of one limit, and in how many ms it is whole again. (A
+    tuple: made per limit per request, it is built in a third of a frozen dataclass's time.)"""
 
     remaining: int
     reset_ms: int
@@ -55,9 +56,12 @@ class LimitStore(Protocol):
         requests limit, `tokens` of each tokens limit, a lease of each concurrent one)."""
         ...
 
-    async def settle(self, limits: tuple[Limit, ...], token_delta: int, lease: str) -> None:
+    def settle(
+        self, limits: tuple[Limit, ...], token_delta: int, lease: str
+    ) -> asyncio.Future[Any]:
         """The request ended: move its tokens by `token_delta` (used minus reserved) and end
-        its leases."""
+        its leases. Sent at once; nobody waits for it, so no task: the future ends when the
+        store has done it (or failed)."""
         ...
 
     async def close(self) -> None: ...

@@ -14,6 +14,8 @@ import asyncio
 import hashlib
 import ssl
 from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 from redis.asyncio.connection import parse_url
@@ -27,12 +29,44 @@ class _Incomplete(Exception):
     """The buffer ends inside a reply: wait for more bytes."""
 
 
-def encode(*args: bytes | str | int) -> bytes:
-    out = [b"*%d\r\n" % len(args)]
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """Arguments encoded once, to go into many commands as they are: a rate limit's keys and
+    limits are the same for every request of a key, and encoding them was most of a check's
+    client CPU."""
+
+    count: int
+    data: bytes
+
+    @classmethod
+    def of(cls, *args: bytes | str | int) -> Encoded:
+        out: list[bytes] = []
+        for arg in args:
+            data = arg if isinstance(arg, bytes) else str(arg).encode()
+            out += (b"$%d\r\n" % len(data), data, b"\r\n")
+        return cls(len(args), b"".join(out))
+
+
+Arg = bytes | str | int | Encoded
+
+
+def encode(*args: Arg) -> bytes:
+    out = [b""]
+    count = 0
     for arg in args:
+        if isinstance(arg, Encoded):
+            out.append(arg.data)
+            count += arg.count
+            continue
         data = arg if isinstance(arg, bytes) else str(arg).encode()
         out += (b"$%d\r\n" % len(data), data, b"\r\n")
+        count += 1
+    out[0] = b"*%d\r\n" % count
     return b"".join(out)
+
+
+def _count(args: Sequence[Arg]) -> int:
+    return sum(arg.count if isinstance(arg, Encoded) else 1 for arg in args)
 
 
 def parse(buffer: bytes, start: int) -> tuple[Reply | ResponseError, int]:
@@ -186,11 +220,22 @@ class RespClient:
             raise
         return protocol
 
-    async def call(self, *args: bytes | str | int) -> Reply:
+    async def call(self, *args: Arg) -> Reply:
         """Send one command and wait for its reply. A caller that stops waiting (its timeout,
         its client gone) leaves the connection as it is: the reply is read and dropped."""
         protocol = await self._connection()
         return await protocol.send(encode(*args))
+
+    def send(self, *args: Arg) -> asyncio.Future[Reply]:
+        """Send one command now and return its reply's future, for a caller that does not wait
+        for it: on the open connection, without a task; only when there is none (or it went
+        stale) does a task connect first. Cancelling the future drops the reply, as above."""
+        protocol = self._protocol
+        if protocol is not None and protocol.lost is None:
+            sent = protocol.sent
+            if not sent or asyncio.get_running_loop().time() - sent[0] <= self._stale_after:
+                return protocol.send(encode(*args))
+        return asyncio.ensure_future(self.call(*args))
 
     async def close(self) -> None:
         if self._protocol is not None:
@@ -206,8 +251,43 @@ class Script:
         self._source = source
         self._sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
-    async def __call__(self, keys: list[str], args: list[str | int]) -> Reply:
+    async def __call__(self, keys: Sequence[Arg], args: Sequence[Arg]) -> Reply:
+        command = (_count(keys), *keys, *args)
         try:
-            return await self._client.call("EVALSHA", self._sha, len(keys), *keys, *args)
+            return await self._client.call("EVALSHA", self._sha, *command)
         except NoScriptError:
-            return await self._client.call("EVAL", self._source, len(keys), *keys, *args)
+            return await self._client.call("EVAL", self._source, *command)
+
+    def send(self, keys: Sequence[Arg], args: Sequence[Arg]) -> asyncio.Future[Reply]:
+        """As a call, but sent now and not waited for (RespClient.send); the future ends with
+        the script's reply, after a second round trip if the server had to load it."""
+        done: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        command = (_count(keys), *keys, *args)
+
+        def ran(sent: asyncio.Future[Reply]) -> None:
+            if not sent.cancelled() and isinstance(sent.exception(), NoScriptError):
+                if done.done():
+                    return
+                try:
+                    loading = self._client.send("EVAL", self._source, *command)
+                except RedisConnectionError as exc:
+                    done.set_exception(exc)
+                    return
+                loading.add_done_callback(lambda loaded: _copy(loaded, done))
+            else:
+                _copy(sent, done)
+
+        self._client.send("EVALSHA", self._sha, *command).add_done_callback(ran)
+        return done
+
+
+def _copy(source: asyncio.Future[Reply], target: asyncio.Future[Reply]) -> None:
+    """`source`'s outcome onto `target`, unless `target` was given up on already."""
+    if target.done():
+        return
+    if source.cancelled():
+        target.cancel()
+    elif (error := source.exception()) is not None:
+        target.set_exception(error)
+    else:
+        target.set_result(source.result())

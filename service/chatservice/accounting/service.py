@@ -9,11 +9,12 @@ key, user and team have no limits; the settlement is sent by a background task.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
+import secrets
 import sqlite3
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +37,7 @@ from chatservice.keys.service import Principal
 from chatservice.observability import context, metrics
 
 store_log = ThrottledLog(logging.getLogger("chatservice.ratelimit"), interval=30.0)
+error_log = logging.getLogger("chatservice.errors")
 # What a store can fail with: Redis down or slow, the pod's file locked too long.
 STORE_ERRORS = (RedisError, OSError, TimeoutError, sqlite3.Error)
 _KIND_TEXT = {
@@ -191,7 +193,7 @@ class Accounting:
         # After a failed check the store is left alone for a moment: requests meanwhile get
         # the failure mode at once instead of each waiting out the timeout.
         self._store_down_until = 0.0
-        self._settling: set[asyncio.Task[None]] = set()
+        self._settling: set[asyncio.Future[Any]] = set()
 
     async def admit(
         self,
@@ -219,7 +221,7 @@ class Accounting:
         if not limits:
             return admission
         tokens = reserved_tokens(route, payload)
-        lease = uuid.uuid4().hex
+        lease = secrets.token_hex(16)
         if time.monotonic() < self._store_down_until:
             return self._store_failed(admission, None)
         try:
@@ -251,17 +253,33 @@ class Accounting:
         )
 
     def settle_later(self, admission: Admission, token_delta: int) -> None:
-        task = asyncio.get_running_loop().create_task(self._settle(admission, token_delta))
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
-
-    async def _settle(self, admission: Admission, token_delta: int) -> None:
+        """Send the settlement and go on. No task: nothing here waits for it (a task, and the
+        timeout around its wait, cost more CPU than the settlement itself); a timer gives up
+        on it after 4 timeouts."""
         try:
-            async with asyncio.timeout(self._timeout * 4):
-                await self.store.settle(admission.limits, token_delta, admission.lease)
+            sent = self.store.settle(admission.limits, token_delta, admission.lease)
         except STORE_ERRORS as exc:
-            # The lease ends by itself at its expiry; the tokens stay as reserved.
-            store_log.warning("rate limit settlement failed", cause=exc)
+            self._settle_failed(exc)
+            return
+        self._settling.add(sent)
+        give_up = asyncio.get_running_loop().call_later(self._timeout * 4, sent.cancel)
+        sent.add_done_callback(functools.partial(self._settled, give_up))
+
+    def _settled(self, give_up: asyncio.TimerHandle, sent: asyncio.Future[Any]) -> None:
+        give_up.cancel()
+        self._settling.discard(sent)
+        if sent.cancelled():
+            self._settle_failed(TimeoutError("no answer from the rate limit store in time"))
+        elif (error := sent.exception()) is not None:
+            if isinstance(error, STORE_ERRORS):
+                self._settle_failed(error)
+            else:  # a bug, not an outage
+                error_log.error("rate limit settlement failed", exc_info=error)
+
+    @staticmethod
+    def _settle_failed(exc: BaseException) -> None:
+        # The lease ends by itself at its expiry; the tokens stay as reserved.
+        store_log.warning("rate limit settlement failed", cause=exc)
 
     async def close(self, seconds: float) -> None:
         """Wait (at most `seconds`) for the settlements still on their way, then disconnect."""
