@@ -53,6 +53,10 @@ class RedisServer:
         self._log = self.root / "redis.log"
         self._process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
     def start(self) -> None:
         # Redis reads its configuration from the command line as `--directive value`.
         command = [

@@ -43,6 +43,7 @@ from tools.bench.gateway_overhead import (
     Results,
     Server,
     bench_env,
+    cpu_seconds,
     percentile,
     sequential,
     serve,
@@ -63,7 +64,20 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5, help="per wrk run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--json", type=Path, help="also write the medians here")
+    parser.add_argument(
+        "--only", help=f"a comma-separated subset of the configurations: {', '.join(SYSTEMS)}"
+    )
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        help="another checkout: each configuration of it runs too (as `<name> (compare)`), "
+        "interleaved with this one's",
+    )
     args = parser.parse_args()
+    chosen = [name.strip() for name in args.only.split(",")] if args.only else list(SYSTEMS)
+    if unknown := set(chosen) - set(SYSTEMS):
+        sys.exit(f"unknown configurations: {', '.join(sorted(unknown))}")
+    names = [n for name in chosen for n in (name, *([f"{name} (compare)"] if args.compare else []))]
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: install it (apt-get install wrk, brew install wrk)")
     pg_bindir, redis_binary = find_bindir(), find_redis_server()
@@ -72,7 +86,7 @@ def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="chatservice-bench-"))
     results = Results()
-    served: dict[str, int] = dict.fromkeys(SYSTEMS, 0)
+    served: dict[str, int] = dict.fromkeys(names, 0)
     with ExitStack() as stack:
         postgres = stack.enter_context(running_postgres(pg_bindir))
         redis = RedisServer(redis_binary)
@@ -96,9 +110,9 @@ def main() -> None:
         urls = [f"http://127.0.0.1:{stub.port}/v1" for stub in stubs]
         one = [{**ROUTE, "base_url": urls[0]}]
         four = [{**ROUTE, "endpoints": [{"base_url": url} for url in urls]}]
-        limited_key = _create_key(env, "bench-limited")
+        limited_key = create_key(env, "bench-limited")
         admin = {"Authorization": f"Bearer {KEY}"}
-        stored = {"Authorization": f"Bearer {_create_key(env, 'bench-stored')}"}
+        stored = {"Authorization": f"Bearer {create_key(env, 'bench-stored')}"}
         limited = {"Authorization": f"Bearer {limited_key}"}
         configurations = {
             "1 endpoint": ({"CHATSERVICE_MODELS": json.dumps(one)}, admin),
@@ -117,20 +131,26 @@ def main() -> None:
             ),
         }
         systems: dict[str, Server] = {"direct": stubs[0]}
-        for name, (extra, headers) in configurations.items():
+        for name in names:
+            extra, headers = configurations[name.removesuffix(" (compare)")]
             port = free_port()
             service_env = {
                 **env,
                 **extra,
                 "CHATSERVICE_PORT": str(port),
-                "PROMETHEUS_MULTIPROC_DIR": str(workdir / f"metrics-{name.replace(' ', '-')}"),
+                "PROMETHEUS_MULTIPROC_DIR": str(workdir / f"metrics-{len(systems)}"),
             }
+            if name.endswith(" (compare)"):
+                code = str(args.compare.resolve() / "service")
+                service_env["PYTHONPATH"] = os.pathsep.join([code, env["PYTHONPATH"]])
             argv = [sys.executable, "-m", "chatservice.cli", "run"]
             systems[name] = stack.enter_context(
                 serve("service", argv, service_env, port, "/api/v1/chat/completions", headers)
             )
-        _set_limits(systems["1 endpoint"])
+        set_limits(systems[names[0]])
         rows_before = _ledger_rows(database_url)
+        # Redis's own CPU, counted apart: in a cluster it runs on other cores than the pods.
+        redis_pids = [redis.pid] if redis.pid is not None else []
 
         for round_ in range(args.rounds):
             print(f"round {round_ + 1}/{args.rounds}", file=sys.stderr)
@@ -144,17 +164,21 @@ def main() -> None:
                     if name != "direct":
                         served[name] += args.requests + args.requests // 10
                 for name, server in systems.items():
+                    redis_before = cpu_seconds(redis_pids)
                     load = wrk(server, body, args.connections, args.seconds)
+                    redis_ms = 1000 * (cpu_seconds(redis_pids) - redis_before)
                     results.add(f"{mode} {name} rps", load.rps)
+                    results.add(f"{mode} {name} cpu", load.cpu_ms_per_request)
+                    results.add(f"{mode} {name} redis cpu", redis_ms / max(load.requests, 1))
                     results.add(f"{mode} {name} wrk p99", load.p99_ms)
                     if name != "direct":
                         served[name] += load.requests
         ledger = _wait_for_ledger(database_url, rows_before, sum(served.values()))
     shutil.rmtree(workdir, ignore_errors=True)
-    report(results, args, sum(served.values()), ledger)
+    report(results, args, names, sum(served.values()), ledger)
 
 
-def _create_key(env: dict[str, str], name: str) -> str:
+def create_key(env: dict[str, str], name: str) -> str:
     out = subprocess.run(
         [sys.executable, "-m", "chatservice.cli", "create-key", "--name", name],
         env=env, check=True, capture_output=True, text=True,
@@ -162,11 +186,12 @@ def _create_key(env: dict[str, str], name: str) -> str:
     return next(word for word in out.split() if word.startswith("sk-"))
 
 
-def _set_limits(server: Server) -> None:
+def set_limits(server: Server, key_name: str = "bench-limited") -> None:
+    """LIMITS on the key named `key_name`, through the admin API of `server`."""
     base = f"http://127.0.0.1:{server.port}/api/v1"
     admin = {"Authorization": f"Bearer {KEY}"}
     keys = httpx.get(f"{base}/keys", headers=admin, params={"limit": 100}, timeout=10).json()
-    key_id = next(k["id"] for k in keys["data"] if k["name"] == "bench-limited")
+    key_id = next(k["id"] for k in keys["data"] if k["name"] == key_name)
     response = httpx.put(f"{base}/limits/key/{key_id}", headers=admin, json=LIMITS, timeout=10)
     response.raise_for_status()
 
@@ -195,7 +220,11 @@ def _wait_for_ledger(database_url: str, before: int, answered: int) -> tuple[int
 
 
 def report(
-    results: Results, args: argparse.Namespace, answered: int, ledger: tuple[int, float]
+    results: Results,
+    args: argparse.Namespace,
+    names: list[str],
+    answered: int,
+    ledger: tuple[int, float],
 ) -> None:
     med = results.median
     print(
@@ -205,7 +234,7 @@ def report(
     )
     print(f"\nsequential, {args.requests} requests a round (added = minus direct):")
     for mode in MODES:
-        for name in ("direct", *SYSTEMS):
+        for name in ("direct", *names):
             p50, p99 = med(f"{mode} {name} p50"), med(f"{mode} {name} p99")
             line = f"  {mode:6} {name:13} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms"
             if name != "direct":
@@ -213,18 +242,25 @@ def report(
                 line += (
                     f"  added p50 {added:5.2f} ms  p99 {p99 - med(f'{mode} direct p99'):5.2f} ms"
                 )
-                if name != "1 endpoint":
+                if name != "1 endpoint" and "1 endpoint" in names:
                     line += f"  vs 1 endpoint: p50 {p50 - med(f'{mode} 1 endpoint p50'):+5.2f} ms"
             if mode == "stream":
                 line += f"  TTFT p50 {med(f'{mode} {name} ttft p50'):5.2f} ms"
             print(line)
-    print(f"\nthroughput at {args.connections} connections (wrk):")
+    print(
+        f"\nthroughput at {args.connections} connections (wrk), CPU per request of the "
+        "service's worker and of redis-server:"
+    )
     for mode in MODES:
-        for name in ("direct", *SYSTEMS):
-            print(
+        for name in ("direct", *names):
+            line = (
                 f"  {mode:6} {name:13} {med(f'{mode} {name} rps'):8.0f} req/s"
                 f"  p99 {med(f'{mode} {name} wrk p99'):7.2f} ms"
+                f"  cpu {med(f'{mode} {name} cpu'):5.3f} ms"
             )
+            if name.startswith("redis limits"):
+                line += f"  redis-server {med(f'{mode} {name} redis cpu'):5.3f} ms"
+            print(line)
     rows, seconds = ledger
     print(
         f"\nledger: {rows} rows for {answered} answered requests "

